@@ -1,0 +1,49 @@
+# MyIM — build, test and run. `make test` is what CI runs (.ci/run).
+
+SWIFT ?= swift
+APT_PACKAGES := libhiredis-dev libsqlite3-dev libssl-dev redis-server redis-tools
+FUZZ_RUNS ?= 1000000
+
+.PHONY: all build test run bench fuzz deps clean
+
+all: build
+
+# Installs the Debian packages MyIM needs, when any is missing. As root it runs apt-get;
+# otherwise it prints the exact command and stops.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing packages:$$missing"; \
+	    echo "run: sudo apt-get update && sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+test: deps
+	$(SWIFT) test
+
+# The main job. Until the cluster roles land, it measures the secure channel (release build).
+run: deps
+	$(SWIFT) run -c release myim bench core
+
+bench: run
+
+# libFuzzer on the frame and TLV decoders (see Fuzz/README.md).
+fuzz:
+	cd Fuzz && $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address
+	mkdir -p Fuzz/corpus-work/corpus Fuzz/corpus-work/artifacts
+	cp Tests/MyIMWireTests/Fuzz/* Fuzz/corpus-work/corpus/
+	cd Fuzz && SWIFT_BACKTRACE=enable=no .build-fuzz/release/WireFuzzer -runs=$(FUZZ_RUNS) -max_len=4096 \
+	  -print_final_stats=1 -artifact_prefix=corpus-work/artifacts/ corpus-work/corpus
+
+clean:
+	$(SWIFT) package clean

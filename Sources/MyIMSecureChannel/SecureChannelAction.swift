@@ -1,0 +1,45 @@
+import MyIMWire
+import NIOCore
+
+/// What a channel state machine asks its owner to do, in order.
+public enum SecureChannelAction: Sendable {
+    /// Send these bytes to the peer.
+    case write(ByteBuffer)
+    /// The handshake is complete; packets may now be sealed and will be delivered.
+    case established(SecureChannelSession)
+    /// A packet arrived over the established channel.
+    case deliver(Packet)
+    /// Close the connection (after performing the writes before this action).
+    case close(SecureChannelError)
+}
+
+/// What both sides know once the channel is up.
+public struct SecureChannelSession: Sendable, Hashable {
+    /// The server's identity key.
+    public let serverKey: ServerPublicKey
+    /// SHA-256 of ClientHello and ServerHello: unique to this connection, usable as a channel binding.
+    public let transcriptHash: [UInt8]
+    /// On the client: the key was accepted on first use and should now be recorded.
+    public let serverKeyFirstSeen: Bool
+}
+
+/// How a client decides whether to trust the key a server presents.
+public enum ServerKeyPolicy: Sendable, Hashable {
+    /// Only this key is accepted.
+    case pinned(KeyFingerprint)
+    /// The key recorded for this server earlier, if any, must match; with none recorded, any
+    /// key is accepted and reported as first seen so that the owner records it.
+    case trustOnFirstUse(recorded: KeyFingerprint?)
+}
+
+extension ByteBuffer {
+    /// The message type of a plain packet at the reader index, if 4 bytes are there.
+    func peekPacketType() -> UInt32? {
+        getInteger(at: readerIndex, as: UInt32.self)
+    }
+}
+
+public func randomBytes(_ count: Int) -> [UInt8] {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+}

@@ -1,0 +1,223 @@
+import MyIMSecureChannel
+import MyIMWire
+import NIOCore
+
+/// The secure channel on a NIO pipeline: bytes below, ``Packet``s above.
+///
+/// A thin shell around ``ClientChannelStateMachine`` / ``ServerChannelStateMachine``: it
+/// feeds them what the socket reads, writes what they ask, fires
+/// ``SecureChannelEvent/established(_:)`` once the handshake is done and closes the channel
+/// on the first error (which it also fires, so that the owner learns why). Packets written
+/// before the handshake completes wait and are sealed in order once it does.
+public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = Packet
+    public typealias OutboundIn = Packet
+    public typealias OutboundOut = ByteBuffer
+
+    private var machine: Machine
+    private var cumulation: ByteBuffer?
+    private var pendingWrites: [(Packet, EventLoopPromise<Void>?)] = []
+    private let handshakeTimeout: TimeAmount?
+    private var timeoutTask: Scheduled<Void>?
+    private var establishedPromise: EventLoopPromise<SecureChannelSession>?
+    private var closing = false
+
+    /// The session, once established.
+    public private(set) var session: SecureChannelSession?
+
+    /// Completes when the handshake does, fails with the error that closed the channel
+    /// otherwise. Available once the handler is on a pipeline.
+    public var established: EventLoopFuture<SecureChannelSession> {
+        guard let establishedPromise else { preconditionFailure("the handler is not on a pipeline yet") }
+        return establishedPromise.futureResult
+    }
+
+    /// A client-side handler: it opens the handshake as soon as the channel is active.
+    public init(client: ClientChannelStateMachine, handshakeTimeout: TimeAmount? = .seconds(10)) {
+        machine = .client(client)
+        self.handshakeTimeout = handshakeTimeout
+    }
+
+    /// A server-side handler: it waits for the client's hello.
+    public init(server: ServerChannelStateMachine, handshakeTimeout: TimeAmount? = .seconds(10)) {
+        machine = .server(server)
+        self.handshakeTimeout = handshakeTimeout
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        establishedPromise = context.eventLoop.makePromise()
+        if let handshakeTimeout {
+            let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            timeoutTask = context.eventLoop.scheduleTask(in: handshakeTimeout) {
+                guard handler.value.session == nil else { return }
+                handler.value.fail(
+                    SecureChannelError(.handshakeTimeout, "the handshake did not complete within \(handshakeTimeout.nanoseconds / 1_000_000) ms"),
+                    context: loopBoundContext.value)
+            }
+        }
+        if context.channel.isActive { startIfClient(context: context) }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        timeoutTask?.cancel()
+        let error = SecureChannelError(.notEstablished, "the secure channel handler was removed")
+        establishedPromise?.fail(error)
+        failPendingWrites(error)
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        startIfClient(context: context)
+        context.fireChannelActive()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        timeoutTask?.cancel()
+        let error = SecureChannelError(.notEstablished, "the connection closed before the secure channel was established")
+        establishedPromise?.fail(error)
+        failPendingWrites(error)
+        context.fireChannelInactive()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        var incoming = unwrapInboundIn(data)
+        if cumulation == nil {
+            cumulation = incoming
+        } else {
+            cumulation!.writeBuffer(&incoming)
+        }
+        let actions = machine.receive(&cumulation!)
+        if cumulation!.readableBytes == 0 {
+            cumulation = nil
+        } else if cumulation!.readerIndex > 64 * 1024 {
+            cumulation!.discardReadBytes()
+        }
+        perform(actions, context: context)
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let packet = unwrapOutboundIn(data)
+        guard !closing else {
+            promise?.fail(SecureChannelError(.notEstablished, "the secure channel is closed"))
+            return
+        }
+        guard session != nil else {
+            pendingWrites.append((packet, promise))
+            return
+        }
+        seal(packet, promise: promise, context: context)
+    }
+
+    // MARK: - Actions
+
+    private func startIfClient(context: ChannelHandlerContext) {
+        guard case .client(var client) = machine else { return }
+        let actions = client.start()
+        machine = .client(client)
+        perform(actions, context: context)
+    }
+
+    private func perform(_ actions: [SecureChannelAction], context: ChannelHandlerContext) {
+        var wrote = false
+        for action in actions {
+            switch action {
+            case .write(let bytes):
+                context.write(wrapOutboundOut(bytes), promise: nil)
+                wrote = true
+            case .established(let session):
+                if wrote { context.flush(); wrote = false }
+                self.session = session
+                timeoutTask?.cancel()
+                establishedPromise?.succeed(session)
+                context.fireUserInboundEventTriggered(SecureChannelEvent.established(session))
+                flushPendingWrites(context: context)
+            case .deliver(let packet):
+                context.fireChannelRead(wrapInboundOut(packet))
+            case .close(let error):
+                if wrote { context.flush(); wrote = false }
+                fail(error, context: context)
+            }
+        }
+        if wrote { context.flush() }
+    }
+
+    private func seal(_ packet: Packet, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: FrameProtection.overhead + FrameProtection.paddedLength(for: 64))
+        do {
+            try machine.seal(packet, into: &out)
+        } catch {
+            promise?.fail(error)
+            return
+        }
+        context.write(wrapOutboundOut(out), promise: promise)
+    }
+
+    private func flushPendingWrites(context: ChannelHandlerContext) {
+        guard !pendingWrites.isEmpty else { return }
+        let writes = pendingWrites
+        pendingWrites = []
+        for (packet, promise) in writes { seal(packet, promise: promise, context: context) }
+        context.flush()
+    }
+
+    private func failPendingWrites(_ error: Error) {
+        let writes = pendingWrites
+        pendingWrites = []
+        for (_, promise) in writes { promise?.fail(error) }
+    }
+
+    /// Closes the channel for `error`, once: the error goes to the owner first.
+    private func fail(_ error: SecureChannelError, context: ChannelHandlerContext) {
+        guard !closing else { return }
+        closing = true
+        timeoutTask?.cancel()
+        cumulation = nil
+        establishedPromise?.fail(error)
+        failPendingWrites(error)
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+}
+
+/// Events ``SecureChannelHandler`` fires inbound.
+public enum SecureChannelEvent: Sendable {
+    /// The handshake completed; packets now flow.
+    case established(SecureChannelSession)
+}
+
+@available(*, unavailable)
+extension SecureChannelHandler: Sendable {}
+
+extension SecureChannelHandler {
+    /// Either side's state machine, so that one handler serves both.
+    private enum Machine {
+        case client(ClientChannelStateMachine)
+        case server(ServerChannelStateMachine)
+
+        mutating func receive(_ buffer: inout ByteBuffer) -> [SecureChannelAction] {
+            switch self {
+            case .client(var machine):
+                let actions = machine.receive(&buffer)
+                self = .client(machine)
+                return actions
+            case .server(var machine):
+                let actions = machine.receive(&buffer)
+                self = .server(machine)
+                return actions
+            }
+        }
+
+        mutating func seal(_ packet: Packet, into output: inout ByteBuffer) throws(SecureChannelError) {
+            switch self {
+            case .client(var machine):
+                defer { self = .client(machine) }
+                try machine.seal(packet, into: &output)
+            case .server(var machine):
+                defer { self = .server(machine) }
+                try machine.seal(packet, into: &output)
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+/// A numeric error code shared by every MyIM component and carried on the wire
+/// (in message 20 `error`, 11 `login failed`, 13 `register failed` and 1006 `hello error`).
+///
+/// Codes are grouped by the hundred: 1xx wire format, 2xx secure channel, 3xx and up for
+/// the services built on top. The table in `docs/PROTOCOL.md` lists every code.
+public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    public init(_ rawValue: Int) { self.rawValue = rawValue }
+    public var description: String { String(rawValue) }
+}
+
+extension ErrorCode {
+    // 1xx: layer 2 and 3 decoding.
+    public static let frameTooLarge = ErrorCode(100)
+    public static let nestingTooDeep = ErrorCode(101)
+    public static let containerTooLong = ErrorCode(102)
+    public static let tooManyValues = ErrorCode(103)
+    public static let stringTooLong = ErrorCode(104)
+    public static let bytesTooLong = ErrorCode(105)
+    public static let keyTooLong = ErrorCode(106)
+    public static let emptyKey = ErrorCode(107)
+    public static let invalidUTF8 = ErrorCode(108)
+    public static let unknownValueType = ErrorCode(109)
+    public static let badScalarLength = ErrorCode(110)
+    public static let badBoolValue = ErrorCode(111)
+    public static let truncated = ErrorCode(112)
+    public static let duplicateKey = ErrorCode(113)
+    public static let lengthMismatch = ErrorCode(114)
+    public static let missingKey = ErrorCode(115)
+    public static let wrongValueType = ErrorCode(116)
+    public static let unknownMessageType = ErrorCode(117)
+    public static let invalidField = ErrorCode(118)
+
+    // 2xx: the secure channel.
+    public static let unsupportedVersion = ErrorCode(200)
+    public static let unexpectedMessage = ErrorCode(201)
+    public static let badSignature = ErrorCode(202)
+    public static let serverKeyMismatch = ErrorCode(203)
+    public static let serverKeyChanged = ErrorCode(204)
+    public static let badKeyShare = ErrorCode(205)
+    public static let decryptionFailed = ErrorCode(206)
+    public static let unexpectedSequence = ErrorCode(207)
+    public static let badPadding = ErrorCode(208)
+    public static let finishedMismatch = ErrorCode(209)
+    public static let handshakeTimeout = ErrorCode(210)
+    public static let notEstablished = ErrorCode(211)
+    public static let sequenceExhausted = ErrorCode(212)
+    public static let unsupportedKeyType = ErrorCode(213)
+}

@@ -1,0 +1,133 @@
+import NIOCore
+
+/// Decodes layer-3 bodies under ``WireLimits``.
+///
+/// Every length read from the input is compared with the bytes actually present and with
+/// the limits before anything is allocated, so no input can make the parser hold more than
+/// the limits allow, recurse deeper than `maxDepth`, or loop longer than the input is long.
+public struct WireParser {
+    public let limits: WireLimits
+    private var valueCount = 0
+
+    public init(limits: WireLimits = .default) {
+        self.limits = limits
+    }
+
+    /// Parses a whole buffer as one body dict (the buffer holds exactly the body).
+    public static func parseBody(_ body: ByteBuffer, limits: WireLimits = .default) throws(WireError) -> WireDict {
+        var parser = WireParser(limits: limits)
+        var body = body
+        return try parser.parseDict(&body, depth: 1, path: [])
+    }
+
+    private mutating func parseDict(_ buffer: inout ByteBuffer, depth: Int, path: [String]) throws(WireError) -> WireDict {
+        guard depth <= limits.maxDepth else {
+            throw .at(path, .nestingTooDeep, "nesting is deeper than \(limits.maxDepth) levels")
+        }
+        var dict = WireDict()
+        // Duplicate keys are found by a linear scan while the dict is small, by a set after.
+        var seen: Set<String>? = nil
+        while buffer.readableBytes > 0 {
+            guard dict.count < limits.maxContainerCount else {
+                throw .at(path, .containerTooLong, "a dict has more than \(limits.maxContainerCount) entries")
+            }
+            let key = try readKey(&buffer, path: path)
+            if seen != nil {
+                // Insert in place: binding the set to a local would copy it on every insert.
+                guard seen!.insert(key).inserted else { throw .at(path, .duplicateKey, "key '\(key)' appears twice") }
+            } else {
+                guard !dict.entries.contains(where: { $0.key == key }) else {
+                    throw .at(path, .duplicateKey, "key '\(key)' appears twice")
+                }
+                if dict.count == 16 { seen = Set(dict.entries.map(\.key) + [key]) }
+            }
+            let value = try readTypedValue(&buffer, depth: depth, path: path + [key])
+            dict.appendUnchecked(key, value)
+        }
+        return dict
+    }
+
+    private func readKey(_ buffer: inout ByteBuffer, path: [String]) throws(WireError) -> String {
+        guard let keyLength = buffer.readInteger(as: UInt8.self) else {
+            throw .at(path, .truncated, "input ends inside a key length")
+        }
+        guard keyLength > 0 else { throw .at(path, .emptyKey, "a key is empty") }
+        guard keyLength <= limits.maxKeyLength else {
+            throw .at(path, .keyTooLong, "a key is \(keyLength) bytes, more than \(limits.maxKeyLength)")
+        }
+        guard let keyBytes = buffer.readSlice(length: Int(keyLength)) else {
+            throw .at(path, .truncated, "input ends inside a key")
+        }
+        guard let key = String(validating: keyBytes.readableBytesView, as: UTF8.self) else {
+            throw .at(path, .invalidUTF8, "a key is not valid UTF-8")
+        }
+        return key
+    }
+
+    /// Reads `value-type u8 | value-len u32 | value` from `buffer`.
+    private mutating func readTypedValue(_ buffer: inout ByteBuffer, depth: Int, path: [String]) throws(WireError) -> WireValue {
+        guard let (typeByte, length) = buffer.readMultipleIntegers(as: (UInt8, UInt32).self) else {
+            throw .at(path, .truncated, "input ends inside a value header")
+        }
+        guard let kind = WireValue.Kind(rawValue: typeByte) else {
+            throw .at(path, .unknownValueType, "value type \(typeByte) is not one of 1...6")
+        }
+        guard let length = Int(exactly: length), length <= buffer.readableBytes else {
+            throw .at(path, .truncated, "a \(kind) value claims \(length) bytes but \(buffer.readableBytes) remain")
+        }
+        valueCount += 1
+        guard valueCount <= limits.maxValueCount else {
+            throw .at(path, .tooManyValues, "the body holds more than \(limits.maxValueCount) values")
+        }
+        var slice = buffer.readSlice(length: length)!
+        return try parseValue(kind, &slice, depth: depth, path: path)
+    }
+
+    private mutating func parseValue(_ kind: WireValue.Kind, _ slice: inout ByteBuffer, depth: Int, path: [String]) throws(WireError) -> WireValue {
+        let length = slice.readableBytes
+        switch kind {
+        case .int:
+            guard length == 8, let int = slice.readInteger(endianness: .big, as: Int64.self) else {
+                throw .at(path, .badScalarLength, "an int is 8 bytes, found \(length)")
+            }
+            return .int(int)
+        case .bool:
+            guard length == 1, let byte = slice.readInteger(as: UInt8.self) else {
+                throw .at(path, .badScalarLength, "a bool is 1 byte, found \(length)")
+            }
+            guard byte <= 1 else { throw .at(path, .badBoolValue, "a bool is 0 or 1, found \(byte)") }
+            return .bool(byte == 1)
+        case .string:
+            guard length <= limits.maxStringLength else {
+                throw .at(path, .stringTooLong, "a string is \(length) bytes, more than \(limits.maxStringLength)")
+            }
+            guard let string = String(validating: slice.readableBytesView, as: UTF8.self) else {
+                throw .at(path, .invalidUTF8, "a string is not valid UTF-8")
+            }
+            return .string(string)
+        case .bytes:
+            guard length <= limits.maxBytesLength else {
+                throw .at(path, .bytesTooLong, "a bytes value is \(length) bytes, more than \(limits.maxBytesLength)")
+            }
+            return .bytes(Array(slice.readableBytesView))
+        case .dict:
+            return .dict(try parseDict(&slice, depth: depth + 1, path: path))
+        case .list:
+            return .list(try parseList(&slice, depth: depth + 1, path: path))
+        }
+    }
+
+    private mutating func parseList(_ buffer: inout ByteBuffer, depth: Int, path: [String]) throws(WireError) -> [WireValue] {
+        guard depth <= limits.maxDepth else {
+            throw .at(path, .nestingTooDeep, "nesting is deeper than \(limits.maxDepth) levels")
+        }
+        var elements: [WireValue] = []
+        while buffer.readableBytes > 0 {
+            guard elements.count < limits.maxContainerCount else {
+                throw .at(path, .containerTooLong, "a list has more than \(limits.maxContainerCount) elements")
+            }
+            elements.append(try readTypedValue(&buffer, depth: depth, path: path + ["[\(elements.count)]"]))
+        }
+        return elements
+    }
+}

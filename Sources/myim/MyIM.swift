@@ -1,0 +1,16 @@
+import ArgumentParser
+
+/// `myim`: every MyIM role and tool is a subcommand of this one binary.
+@main
+struct MyIM: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "myim",
+        abstract: "MyIM: an instant-messaging cluster with end-to-end-authenticated encryption.",
+        version: MyIMVersion.string,
+        subcommands: [Bench.self]
+    )
+}
+
+enum MyIMVersion {
+    static let string = "0.1.0"
+}
