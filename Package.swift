@@ -9,11 +9,21 @@ let package = Package(
         .library(name: "MyIMWire", targets: ["MyIMWire"]),
         .library(name: "MyIMSecureChannel", targets: ["MyIMSecureChannel"]),
         .library(name: "MyIMTransport", targets: ["MyIMTransport"]),
+        .library(name: "MyIMTopology", targets: ["MyIMTopology"]),
+        .library(name: "MyIMAuth", targets: ["MyIMAuth"]),
+        .library(name: "MyIMLoginCenter", targets: ["MyIMLoginCenter"]),
+        .library(name: "MyIMClient", targets: ["MyIMClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // Layers 2 and 3 of the wire format: typed values, packets, messages. No sockets, no crypto.
@@ -45,12 +55,70 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // topology.yaml: the cluster's shape, its loader, and the key directory `myim keys init` fills.
+        .target(
+            name: "MyIMTopology",
+            dependencies: [
+                "MyIMSecureChannel",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        // Tokens (jwt-kit, EdDSA) and the signed server list: issued by the login center,
+        // verified offline by endpoints and clients.
+        .target(
+            name: "MyIMAuth",
+            dependencies: [
+                "MyIMWire",
+                "MyIMSecureChannel",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // The login center: accounts (GRDB), password hashing, rate limits, the login flows.
+        .target(
+            name: "MyIMLoginCenter",
+            dependencies: [
+                "MyIMWire",
+                "MyIMSecureChannel",
+                "MyIMTransport",
+                "MyIMTopology",
+                "MyIMAuth",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // The client library: MYIM_HOME, register, login, the saved session.
+        .target(
+            name: "MyIMClient",
+            dependencies: [
+                "MyIMWire",
+                "MyIMSecureChannel",
+                "MyIMTransport",
+                "MyIMAuth",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "myim",
             dependencies: [
                 "MyIMWire",
                 "MyIMSecureChannel",
                 "MyIMTransport",
+                "MyIMTopology",
+                "MyIMAuth",
+                "MyIMLoginCenter",
+                "MyIMClient",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -79,6 +147,26 @@ let package = Package(
                 "MyIMTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
+            name: "MyIMTopologyTests",
+            dependencies: ["MyIMTopology", "MyIMSecureChannel"]
+        ),
+        .testTarget(
+            name: "MyIMLoginCenterTests",
+            dependencies: [
+                "MyIMWire",
+                "MyIMSecureChannel",
+                "MyIMTransport",
+                "MyIMTopology",
+                "MyIMAuth",
+                "MyIMLoginCenter",
+                "MyIMClient",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

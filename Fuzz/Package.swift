@@ -1,6 +1,6 @@
 // swift-tools-version:6.1
-// A libFuzzer harness for the wire decoders (layers 2 and 3). Kept out of the root package
-// so that its sanitizer flags never reach the normal build; see README.md.
+// A libFuzzer harness for the wire decoders (layers 2 and 3) and the frame protection (layer 1).
+// Kept out of the root package so that its sanitizer flags never reach the normal build; see README.md.
 import PackageDescription
 
 let package = Package(
@@ -9,6 +9,7 @@ let package = Package(
     dependencies: [
         .package(path: ".."),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         .executableTarget(
@@ -16,7 +17,10 @@ let package = Package(
             dependencies: [
                 // A path dependency is named by its directory: the repository checkout.
                 .product(name: "MyIMWire", package: "main"),
+                .product(name: "MyIMSecureChannel", package: "main"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                // For `SymmetricKey`, to build the fixed TrafficKeys of the frame checks.
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             // For `@_extern(c)`, to call libFuzzer's driver from `main`.
             swiftSettings: [.enableExperimentalFeature("Extern")]

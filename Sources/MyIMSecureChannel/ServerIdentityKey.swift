@@ -41,7 +41,8 @@ public struct ServerIdentityKey: Sendable {
         ServerIdentityKey(ed25519: Curve25519.Signing.PrivateKey())
     }
 
-    func signature(for message: [UInt8]) throws -> [UInt8] {
+    /// Signs `message` with the identity key (RSA-PSS-SHA256 or Ed25519).
+    public func signature(for message: [UInt8]) throws -> [UInt8] {
         switch backing {
         case .rsa(let key):
             Array(try key.signature(for: message, padding: .PSS).rawRepresentation)
@@ -88,7 +89,8 @@ public struct ServerPublicKey: Hashable, Sendable {
         fingerprint = KeyFingerprint(publicKeyDER: spki)
     }
 
-    func isValidSignature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
+    /// Whether `signature` is this key's signature over `message`.
+    public func isValidSignature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
         switch type {
         case .rsaPSS:
             guard let key = try? _RSA.Signing.PublicKey(derRepresentation: spki) else { return false }

@@ -10,6 +10,11 @@ import NIOPosix
 public struct SecureConnection: Sendable {
     public let channel: NIOAsyncChannel<Packet, Packet>
     public let session: EventLoopFuture<SecureChannelSession>
+
+    public init(channel: NIOAsyncChannel<Packet, Packet>, session: EventLoopFuture<SecureChannelSession>) {
+        self.channel = channel
+        self.session = session
+    }
 }
 
 /// Opens client connections over the secure channel.

@@ -47,4 +47,25 @@ extension ErrorCode {
     public static let notEstablished = ErrorCode(211)
     public static let sequenceExhausted = ErrorCode(212)
     public static let unsupportedKeyType = ErrorCode(213)
+
+    // 3xx: accounts and logins (login center).
+    public static let invalidName = ErrorCode(300)
+    public static let nameTaken = ErrorCode(301)
+    public static let weakPassword = ErrorCode(302)
+    public static let invalidCredentials = ErrorCode(303)
+    public static let rateLimited = ErrorCode(304)
+    public static let unknownDomain = ErrorCode(305)
+    public static let serverBusy = ErrorCode(306)
+    public static let invalidDevice = ErrorCode(307)
+    public static let notLoggedIn = ErrorCode(308)
+    public static let notSupportedHere = ErrorCode(309)
+    public static let internalError = ErrorCode(310)
+
+    // 32x: tokens.
+    public static let tokenMalformed = ErrorCode(320)
+    public static let tokenBadSignature = ErrorCode(321)
+    public static let tokenExpired = ErrorCode(322)
+    public static let tokenWrongIssuer = ErrorCode(323)
+    public static let tokenNotYetValid = ErrorCode(324)
+    public static let tokenTooLong = ErrorCode(325)
 }

@@ -7,7 +7,7 @@ struct MyIM: AsyncParsableCommand {
         commandName: "myim",
         abstract: "MyIM: an instant-messaging cluster with end-to-end-authenticated encryption.",
         version: MyIMVersion.string,
-        subcommands: [Bench.self]
+        subcommands: [KeysCommand.self, LoginCenterCommand.self, Bench.self]
     )
 }
 

@@ -1,4 +1,5 @@
-// libFuzzer entry point for the layer-2/3 decoders of MyIMWire. See ../../README.md.
+// libFuzzer entry point for the layer-2/3 decoders of MyIMWire and the layer-1 frames of
+// MyIMSecureChannel (in FrameFuzzing.swift). See ../../README.md.
 //
 // Every input is decoded as one whole packet, as a stream of packets, and as a bare body,
 // each under the default limits and under small ones. Any decode that succeeds must
@@ -40,6 +41,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
         decodeBody(input, limits: limits)
     }
+    fuzzFrames(input)
     return 0
 }
 
@@ -138,12 +140,14 @@ enum WireFuzzerMain {
     }
 }
 
-/// `WireFuzzer --write-seeds DIR` writes the seed corpus (valid packets from the encoder).
+/// `WireFuzzer --write-seeds DIR` writes the seed corpus: valid packets from the encoder,
+/// then the same packets sealed as frames under the harness's fixed keys.
 func writeSeeds(to directory: String) {
     let packets = seedPackets()
     var seeds = packets.map { Array($0.encoded().readableBytesView) }
     // Two packets back to back, for the stream decoder.
     seeds.append(Array(packets[1].encoded().readableBytesView) + Array(packets[2].encoded().readableBytesView))
+    seeds += frameSeeds(packets)
     for (index, bytes) in seeds.enumerated() {
         let path = "\(directory)/seed-\(index < 10 ? "0" : "")\(index)"
         guard let file = fopen(path, "wb") else { fatalError("cannot write \(path)") }

@@ -1,4 +1,4 @@
-// Logging in and registering (1, 2, 9, 11, 12, 13), as in docs/PROTOCOL-messages.draft.md.
+// Logging in and registering (1, 2, 9, 11, 12, 13), as docs/PROTOCOL.md (section 7) describes.
 
 /// 1, client → server: log in with a user name and password.
 public struct Login: WireMessage {

@@ -1,5 +1,5 @@
 // Chat messages and their delivery (6, 8, 10, 18, 23, 25, 26), with the chat content, the
-// chat target and the quality of service, as in docs/PROTOCOL-messages.draft.md.
+// chat target and the quality of service, as docs/PROTOCOL.md (section 7) describes.
 
 /// Whether a chat message goes to one user or to a group: the `type` key of 6 and 18.
 public enum ChatKind: Int64, CaseIterable, Hashable, Sendable {

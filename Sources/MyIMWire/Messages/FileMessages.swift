@@ -1,4 +1,4 @@
-// File transfer (35–37), as in docs/PROTOCOL-messages.draft.md. Each message goes both ways:
+// File transfer (35–37), as docs/PROTOCOL.md (section 7) describes. Each message goes both ways:
 // from the sending client to the server, and from the server to the receiving client.
 
 /// 35, both ways: offers a file.

@@ -1,4 +1,4 @@
-// Groups (4, 5, 7, 15, 16, 17), as in docs/PROTOCOL-messages.draft.md.
+// Groups (4, 5, 7, 15, 16, 17), as docs/PROTOCOL.md (section 7) describes.
 
 /// One element of 10's `groups`.
 public struct GroupEntry: Hashable, Sendable {

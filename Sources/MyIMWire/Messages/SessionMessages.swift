@@ -1,5 +1,5 @@
 // The session: kicks, errors, keep-alive, presence, security alerts, the server list,
-// endpoint authentication and quitting (19–22, 24, 38–44), as in docs/PROTOCOL-messages.draft.md.
+// endpoint authentication and quitting (19–22, 24, 38–44), as docs/PROTOCOL.md (section 7) describes.
 
 /// 19, server → client: a newer login of the same user took over; the server closes. Empty body.
 public struct Kicked: WireMessage {

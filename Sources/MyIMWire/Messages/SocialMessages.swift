@@ -1,4 +1,4 @@
-// Friends, profiles and presence (3, 14, 27–34), as in docs/PROTOCOL-messages.draft.md.
+// Friends, profiles and presence (3, 14, 27–34), as docs/PROTOCOL.md (section 7) describes.
 
 /// A presence status: the `status` key of 24, 33 and 34.
 public enum PresenceStatus: String, CaseIterable, Hashable, Sendable {

@@ -1,0 +1,138 @@
+import Crypto
+import Foundation
+import JWTKit
+import MyIMSecureChannel
+import MyIMWire
+
+/// What a MyIM token says: who, which session, from which device, and until when.
+///
+/// Signed by the login center with EdDSA (Ed25519); every endpoint verifies it offline with
+/// the login center's token public key. The claims are checked by ``TokenVerifier`` against
+/// its own clock, not by jwt-kit, so that tests can move time.
+public struct TokenClaims: JWTPayload, Equatable {
+    /// `iss`: the cluster's login center, e.g. `myim:myim-local`.
+    public var issuer: IssuerClaim
+    /// `sub`: the user's address, `user@domain`.
+    public var subject: SubjectClaim
+    /// `uid`: the user id in the login center's database.
+    public var userID: Int64
+    /// `sid`: this login's session id.
+    public var sessionID: String
+    /// `dev`: SHA-256 (hex, 32 digits) of the device fingerprint the login came from.
+    public var deviceHash: String
+    /// `iat`.
+    public var issuedAt: IssuedAtClaim
+    /// `exp`: at most 24 hours after `iat`.
+    public var expiration: ExpirationClaim
+
+    enum CodingKeys: String, CodingKey {
+        case issuer = "iss", subject = "sub", userID = "uid", sessionID = "sid", deviceHash = "dev"
+        case issuedAt = "iat", expiration = "exp"
+    }
+
+    /// The address the token was issued to.
+    public var address: String { subject.value }
+
+    /// Claims are checked by ``TokenVerifier`` with an injectable clock.
+    public func verify(using algorithm: some JWTAlgorithm) async throws {}
+
+    /// The `dev` claim of a device fingerprint.
+    public static func deviceHash(of fingerprint: String) -> String {
+        String(SHA256.hash(data: Data(fingerprint.utf8)).hexString.prefix(32))
+    }
+}
+
+/// Why a token was refused; each reason has its own ``ErrorCode`` (32x).
+public struct TokenError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var code: ErrorCode
+    public var message: String
+
+    public init(_ code: ErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "token error \(code): \(message)" }
+}
+
+/// The longest a token may live: the seed's daily key renewal.
+public let maximumTokenLifetime: TimeInterval = 24 * 60 * 60
+
+/// Issues tokens; lives in the login center.
+public struct TokenIssuer: Sendable {
+    private let keys: JWTKeyCollection
+    public let issuer: String
+    public let lifetime: TimeInterval
+
+    /// - Parameter lifetime: seconds, clamped to 60 s ... 24 h.
+    public init(signingKey: Curve25519.Signing.PrivateKey, issuer: String, lifetime: TimeInterval = maximumTokenLifetime) async {
+        keys = JWTKeyCollection()
+        await keys.add(eddsa: EdDSA.PrivateKey(backing: signingKey), kid: "myim-token")
+        self.issuer = issuer
+        self.lifetime = min(max(lifetime, 60), maximumTokenLifetime)
+    }
+
+    /// A signed token for one login. `exp` and `iat` are whole seconds.
+    public func issue(address: String, userID: Int64, sessionID: String, device: String, now: Date) async throws -> (token: String, claims: TokenClaims) {
+        let issued = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
+        let claims = TokenClaims(
+            issuer: IssuerClaim(value: issuer), subject: SubjectClaim(value: address), userID: userID, sessionID: sessionID,
+            deviceHash: TokenClaims.deviceHash(of: device), issuedAt: IssuedAtClaim(value: issued),
+            expiration: ExpirationClaim(value: issued.addingTimeInterval(lifetime)))
+        return (try await keys.sign(claims, kid: "myim-token"), claims)
+    }
+}
+
+/// Verifies tokens offline with the login center's public key; endpoints hold one.
+public struct TokenVerifier: Sendable {
+    private let keys: JWTKeyCollection
+    public let issuer: String
+    /// Tolerated clock difference between the login center and this process.
+    public let leeway: TimeInterval
+    /// Tokens longer than this are refused before any parsing.
+    public static let maximumTokenLength = 4096
+
+    public init(publicKey: Curve25519.Signing.PublicKey, issuer: String, leeway: TimeInterval = 60) async {
+        keys = JWTKeyCollection()
+        await keys.add(eddsa: EdDSA.PublicKey(backing: publicKey), kid: "myim-token")
+        self.issuer = issuer
+        self.leeway = leeway
+    }
+
+    /// The token's claims if it is well formed, signed by the login center, issued by
+    /// `issuer`, and valid at `now`; a ``TokenError`` saying which of these failed otherwise.
+    public func verify(_ token: String, now: Date) async throws(TokenError) -> TokenClaims {
+        guard token.utf8.count <= Self.maximumTokenLength else {
+            throw TokenError(.tokenTooLong, "a token is at most \(Self.maximumTokenLength) bytes, this one is \(token.utf8.count)")
+        }
+        guard token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
+            throw TokenError(.tokenMalformed, "a token is three base64url parts separated by dots")
+        }
+        let claims: TokenClaims
+        do {
+            claims = try await keys.verify(token, as: TokenClaims.self)
+        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
+            throw TokenError(.tokenBadSignature, "the token's signature does not verify with the login center's key")
+        } catch {
+            throw TokenError(.tokenMalformed, "the token cannot be decoded: \(Self.reason(error))")
+        }
+        guard claims.issuer.value == issuer else {
+            throw TokenError(.tokenWrongIssuer, "the token was issued by '\(claims.issuer.value)', not '\(issuer)'")
+        }
+        guard claims.issuedAt.value.timeIntervalSince(now) <= leeway else {
+            throw TokenError(.tokenNotYetValid, "the token was issued in the future (check the clocks)")
+        }
+        guard claims.expiration.value.timeIntervalSince(claims.issuedAt.value) <= maximumTokenLifetime else {
+            throw TokenError(.tokenMalformed, "the token claims to live longer than 24 hours")
+        }
+        guard now < claims.expiration.value.addingTimeInterval(leeway) else {
+            throw TokenError(.tokenExpired, "the token expired at \(claims.expiration.value); log in again")
+        }
+        return claims
+    }
+
+    private static func reason(_ error: any Error) -> String {
+        if let error = error as? JWTError { return error.reason ?? error.errorType.description }
+        return String(describing: error)
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import GRDB
+
+/// ``AccountStore`` in the login center's own SQLite file (WAL, through GRDB's pool).
+public final class SQLiteAccountStore: AccountStore {
+    private let pool: DatabasePool
+
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    public init(path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1 accounts, devices, audit") { db in
+            try db.create(table: "account") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("name", .text).notNull()
+                t.column("domain", .text).notNull()
+                t.column("password_hash", .blob).notNull()
+                t.column("salt", .blob).notNull()
+                t.column("scrypt_n", .integer).notNull()
+                t.column("scrypt_r", .integer).notNull()
+                t.column("scrypt_p", .integer).notNull()
+                t.column("created", .integer).notNull()
+                t.column("last_login", .integer)
+                t.column("profile", .text).notNull().defaults(to: "")
+                t.uniqueKey(["name", "domain"])
+            }
+            try db.create(table: "device") { t in
+                t.column("account_id", .integer).notNull().references("account", onDelete: .cascade)
+                t.column("fingerprint", .text).notNull()
+                t.column("first_seen", .integer).notNull()
+                t.column("last_seen", .integer).notNull()
+                t.column("last_address", .text).notNull()
+                t.primaryKey(["account_id", "fingerprint"])
+            }
+            try db.create(table: "login_audit") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("time", .integer).notNull()
+                t.column("account_id", .integer)
+                t.column("username", .text).notNull()
+                t.column("source", .text).notNull()
+                t.column("device", .text)
+                t.column("outcome", .text).notNull()
+                t.column("code", .integer)
+            }
+            try db.create(index: "login_audit_by_account", on: "login_audit", columns: ["account_id", "time"])
+        }
+        return migrator
+    }
+
+    public func createAccount(name: String, domain: String, credential: PasswordCredential, now: Int64) async throws -> Account {
+        try await pool.write { db in
+            if try Row.fetchOne(db, sql: "SELECT 1 FROM account WHERE name = ? AND domain = ?", arguments: [name, domain]) != nil {
+                throw AccountStoreError.nameTaken("\(name)@\(domain)")
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO account (name, domain, password_hash, salt, scrypt_n, scrypt_r, scrypt_p, created)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    name, domain, Data(credential.hash), Data(credential.salt), credential.parameters.n,
+                    credential.parameters.r, credential.parameters.p, now,
+                ])
+            return Account(id: db.lastInsertedRowID, name: name, domain: domain, credential: credential, created: now, lastLogin: nil, profile: "")
+        }
+    }
+
+    public func account(name: String, domain: String) async throws -> Account? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM account WHERE name = ? AND domain = ?", arguments: [name, domain]) else {
+                return nil
+            }
+            let credential = PasswordCredential(
+                hash: Array(row["password_hash"] as Data), salt: Array(row["salt"] as Data),
+                parameters: ScryptParameters(n: row["scrypt_n"], r: row["scrypt_r"], p: row["scrypt_p"]))
+            return Account(
+                id: row["id"], name: row["name"], domain: row["domain"], credential: credential, created: row["created"],
+                lastLogin: row["last_login"], profile: row["profile"])
+        }
+    }
+
+    public func recordLogin(accountID: Int64, device: String, source: String, now: Int64) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE account SET last_login = ? WHERE id = ?", arguments: [now, accountID])
+            let known = try Row.fetchOne(
+                db, sql: "SELECT 1 FROM device WHERE account_id = ? AND fingerprint = ?", arguments: [accountID, device]) != nil
+            if known {
+                try db.execute(
+                    sql: "UPDATE device SET last_seen = ?, last_address = ? WHERE account_id = ? AND fingerprint = ?",
+                    arguments: [now, source, accountID, device])
+            } else {
+                try db.execute(
+                    sql: "INSERT INTO device (account_id, fingerprint, first_seen, last_seen, last_address) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [accountID, device, now, now, source])
+            }
+            return !known
+        }
+    }
+
+    public func audit(_ entry: LoginAuditEntry) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO login_audit (time, account_id, username, source, device, outcome, code) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arguments: [entry.time, entry.userID, entry.username, entry.source, entry.device, entry.outcome.rawValue, entry.code])
+        }
+    }
+
+    public func devices(accountID: Int64) async throws -> [String] {
+        try await pool.read { db in
+            try String.fetchAll(
+                db, sql: "SELECT fingerprint FROM device WHERE account_id = ? ORDER BY first_seen, rowid", arguments: [accountID])
+        }
+    }
+
+    /// The audit, newest last; for tests and operators.
+    public func auditLog() async throws -> [LoginAuditEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM login_audit ORDER BY id").map { row in
+                LoginAuditEntry(
+                    time: row["time"], userID: row["account_id"], username: row["username"], source: row["source"],
+                    device: row["device"], outcome: LoginAuditEntry.Outcome(rawValue: row["outcome"]) ?? .refused, code: row["code"])
+            }
+        }
+    }
+}
