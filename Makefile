@@ -31,11 +31,18 @@ build: deps
 test: deps
 	$(SWIFT) test
 
-# The main job. Until the cluster roles land, it measures the secure channel (release build).
+# The main job: a release build, the cluster's keys (kept if present), then the login
+# center of topology.yaml in the foreground (Ctrl-C stops it).
 run: deps
-	$(SWIFT) run -c release myim bench core
+	$(SWIFT) build -c release --product myim
+	.build/release/myim keys init --topology topology.yaml
+	.build/release/myim login-center --topology topology.yaml
 
-bench: run
+# Figures, not tests: the secure channel's costs and full logins/s against the scrypt bound.
+bench: deps
+	$(SWIFT) build -c release --product myim
+	.build/release/myim bench core
+	.build/release/myim bench logins
 
 # libFuzzer on the frame and TLV decoders (see Fuzz/README.md).
 fuzz:

@@ -153,7 +153,12 @@ let package = Package(
         ),
         .testTarget(
             name: "MyIMTopologyTests",
-            dependencies: ["MyIMTopology", "MyIMSecureChannel"]
+            dependencies: [
+                "MyIMTopology",
+                "MyIMSecureChannel",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .testTarget(
             name: "MyIMLoginCenterTests",

@@ -47,7 +47,7 @@ extension ClientError {
     static func channel(
         _ error: SecureChannelError, server: ServerAddress, recorded: KeyFingerprint?, pinned: KeyFingerprint?, knownServersPath: String
     ) -> ClientError {
-        let presented = presentedFingerprint(in: error.message, other: recorded ?? pinned)
+        let presented = presentedFingerprint(in: error.message, other: error.code == .serverKeyMismatch ? pinned : recorded)
         let presentedText = presented.map(String.init(describing:)) ?? "another key"
         switch error.code {
         case .serverKeyChanged:

@@ -3,6 +3,12 @@ import MyIMSecureChannel
 import MyIMTransport
 import MyIMWire
 import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One secure connection to the login center: register (2 → 12 / 13) and log in
 /// (1 → 9 / 11), one request at a time.
@@ -55,7 +61,7 @@ public actor LoginConnection {
         } catch let error as SecureChannelError {
             throw ClientError.channel(error, server: address, recorded: recorded, pinned: pin, knownServersPath: home.knownServersPath)
         } catch {
-            throw ClientError(.notEstablished, "cannot connect to the login center at \(address): \(error)")
+            throw ClientError(.notEstablished, "cannot connect to the login center at \(address): \(connectionFailure(error))")
         }
         if recorded == nil, pin != nil || session.serverKeyFirstSeen {
             do {
@@ -70,6 +76,15 @@ public actor LoginConnection {
             }
         }
         return LoginConnection(connection: connection, session: session, server: address, home: home, client: client)
+    }
+
+    /// Why a TCP connection failed, in a few words.
+    private static func connectionFailure(_ error: any Error) -> String {
+        var error = error
+        if let failure = error as? NIOConnectionError, let first = failure.connectionErrors.first { error = first.error }
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)).lowercased() }
+        if case ChannelError.connectTimeout = error { return "timed out" }
+        return "\(error)"
     }
 
     private init(connection: SecureConnection, session: SecureChannelSession, server: ServerAddress, home: ClientHome, client: String) {

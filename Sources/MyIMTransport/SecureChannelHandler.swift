@@ -52,9 +52,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
             timeoutTask = context.eventLoop.scheduleTask(in: handshakeTimeout) {
                 guard handler.value.session == nil else { return }
-                handler.value.fail(
-                    SecureChannelError(.handshakeTimeout, "the handshake did not complete within \(handshakeTimeout.nanoseconds / 1_000_000) ms"),
-                    context: loopBoundContext.value)
+                handler.value.timedOut(after: handshakeTimeout, context: loopBoundContext.value)
             }
         }
         if context.channel.isActive { startIfClient(context: context) }
@@ -166,6 +164,16 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
         let writes = pendingWrites
         pendingWrites = []
         for (_, promise) in writes { promise?.fail(error) }
+    }
+
+    /// A server tells the slow client why in clear (the keys may not exist yet), as for any
+    /// other handshake failure; then the channel closes.
+    private func timedOut(after timeout: TimeAmount, context: ChannelHandlerContext) {
+        let error = SecureChannelError(.handshakeTimeout, "the handshake did not complete within \(timeout.nanoseconds / 1_000_000) ms")
+        if case .server = machine, !closing {
+            context.writeAndFlush(wrapOutboundOut(HelloError(code: error.code, message: error.message).packet.encoded()), promise: nil)
+        }
+        fail(error, context: context)
     }
 
     /// Closes the channel for `error`, once: the error goes to the owner first.

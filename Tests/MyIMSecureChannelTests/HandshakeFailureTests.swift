@@ -159,6 +159,11 @@ struct HandshakeFailureTests {
         let tampered = frame.flippingBit(2, atOffset: FrameProtection.overhead + 3)
 
         let refusal = try expectRefusal(opening.server.feed(tampered), .decryptionFailed)
+        // Drip-fed, the clear HelloError is still told apart from a frame.
+        var dripped = opening.client
+        let drip = dripped.dripFeed(refusal)
+        #expect(drip.actions.kinds == [.close(.decryptionFailed)])
+        #expect(drip.leftover == 0)
         let atClient = opening.client.feed(refusal)
         #expect(atClient.kinds == [.close(.decryptionFailed)])
         #expect(atClient.closeError?.message.contains("refused") == true)

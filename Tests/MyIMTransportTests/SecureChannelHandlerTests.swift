@@ -146,6 +146,8 @@ struct SecureChannelHandlerTests {
         #expect(!channel.isActive)
         #expect((recorder.errors.first as? SecureChannelError)?.code == .handshakeTimeout)
         #expect(throws: SecureChannelError.self) { try handler.established.wait() }
+        let reply = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(try HelloError(packet: Packet(decoding: reply)).code == Int64(ErrorCode.handshakeTimeout.rawValue))
     }
 
     @Test func garbageFromTheClientGetsAHelloErrorInClear() throws {

@@ -1,0 +1,139 @@
+import ArgumentParser
+import Crypto
+import Foundation
+import MyIMLoginCenter
+import MyIMSecureChannel
+import MyIMTransport
+import MyIMWire
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// `myim bench logins`: full logins/s against an in-process login center on 127.0.0.1, next
+/// to the bound that scrypt sets on this machine, measured in the same run.
+///
+/// A full login is what a client does from nothing: TCP connect, the secure-channel
+/// handshake (RSA-2048 identity), message 1, the scrypt check, the SQLite writes (device,
+/// audit), the token and the signed server list in message 9.
+struct BenchLogins: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logins",
+        abstract: "Full logins/s against an in-process login center, and the scrypt bound (build with -c release)."
+    )
+
+    @Option(help: "Seconds to spend on each measurement.")
+    var seconds: Double = 5
+
+    @Option(help: "Concurrent clients.")
+    var clients: Int = 16
+
+    func run() async throws {
+        guard seconds > 0, seconds <= 120 else { throw ValidationError("--seconds must be in (0, 120]") }
+        guard (1...1000).contains(clients) else { throw ValidationError("--clients must be 1...1000") }
+        #if DEBUG
+        print("note: this is a debug build; run `swift run -c release myim bench logins` for real figures\n")
+        #endif
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-bench-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let identity = try ServerIdentityKey.generateRSA()
+        let configuration = LoginCenterConfiguration(
+            host: "127.0.0.1", port: 0, identity: identity, servers: ["bench.example": []], defaultDomain: "bench.example",
+            databasePath: directory.appendingPathComponent("login.sqlite").path, tokenSigningKey: Curve25519.Signing.PrivateKey(),
+            issuer: "myim:bench")
+        let center = await LoginCenter(configuration: configuration, store: try SQLiteAccountStore(path: configuration.databasePath))
+        let listener = try await center.bind()
+        let port = listener.channel.localAddress?.port ?? 0
+        let server = Task { try await center.serve(listener) }
+        defer { server.cancel() }
+
+        print("MyIM login center, \(System.coreCount) cores, \(clients) clients, \(seconds) s per row, scrypt N=2^14 r=8 p=1")
+        let bound = try await scryptBound()
+        print(String(format: "%-44@ %10.1f /s", "scrypt hashes, all cores (the bound)" as NSString, bound))
+
+        let fingerprint = identity.publicKey.fingerprint
+        let password = "bench-password-1"
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<clients {
+                group.addTask {
+                    try await Self.withConnection(port: port, fingerprint: fingerprint) { request in
+                        _ = try await request(Register(username: "user\(index)", password: password).packet)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        let counts = Counters()
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<clients {
+                group.addTask {
+                    let device = "sha256:" + SHA256.hash(data: Data("bench-\(index)".utf8)).hexString
+                    while ContinuousClock.now < deadline {
+                        try await Self.withConnection(port: port, fingerprint: fingerprint) { request in
+                            let reply = try await request(Login(username: "user\(index)", password: password, device: device).packet)
+                            counts.add(ok: reply.type == MessageType.loginOK.rawValue)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = ContinuousClock.now - start
+        let perSecond = Double(counts.ok) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        print(String(format: "%-44@ %10.1f /s", "full logins (connect + handshake + login)" as NSString, perSecond))
+        print(String(format: "%-44@ %10.1f %%", "full logins / scrypt bound" as NSString, 100 * perSecond / bound))
+        let failed = counts.failed
+        if failed > 0 { print("failed logins: \(failed)") }
+        try await center.shutdown()
+    }
+
+    /// scrypt hashes per second with every core busy, as the login center runs them.
+    private func scryptBound() async throws -> Double {
+        let hasher = PasswordHasher(parameters: .standard)
+        defer { Task { try? await hasher.shutdown() } }
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        let count = Counters()
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<System.coreCount {
+                group.addTask {
+                    while ContinuousClock.now < deadline {
+                        _ = try await hasher.makeCredential(password: "bench-password-1")
+                        count.add(ok: true)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = ContinuousClock.now - start
+        return Double(count.ok) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+
+    /// One connection: `body` gets a request function that sends a packet and returns the reply.
+    private static func withConnection(
+        port: Int, fingerprint: KeyFingerprint, _ body: (_ request: (Packet) async throws -> Packet) async throws -> Void
+    ) async throws {
+        let (connection, _) = try await SecureClient.connect(host: "127.0.0.1", port: port, policy: .pinned(fingerprint))
+        try await connection.channel.executeThenClose { inbound, outbound in
+            var replies = inbound.makeAsyncIterator()
+            try await body { packet in
+                try await outbound.write(packet)
+                guard let reply = try await replies.next() else { throw ValidationError("the login center closed the connection") }
+                return reply
+            }
+        }
+    }
+}
+
+/// Success and failure counts shared by the benchmark's tasks.
+private final class Counters: Sendable {
+    private let state = Mutex((ok: 0, failed: 0))
+    var ok: Int { state.withLock { $0.ok } }
+    var failed: Int { state.withLock { $0.failed } }
+
+    func add(ok: Bool) {
+        state.withLock { ok ? ($0.ok += 1) : ($0.failed += 1) }
+    }
+}
