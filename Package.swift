@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "MyIMAuth", targets: ["MyIMAuth"]),
         .library(name: "MyIMLoginCenter", targets: ["MyIMLoginCenter"]),
         .library(name: "MyIMClient", targets: ["MyIMClient"]),
+        .library(name: "MyIMRedis", targets: ["MyIMRedis"]),
+        .library(name: "MyIMPresence", targets: ["MyIMPresence"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -95,6 +97,29 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // hiredis, used only as the RESP codec (the socket I/O stays on NIO's event loops).
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        // A Redis client on NIO: commands encoded and replies decoded by hiredis, pipelined.
+        .target(
+            name: "MyIMRedis",
+            dependencies: [
+                "CHiredis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Who is online where: the Redis key schema, and an in-memory twin for all-in-one mode.
+        .target(
+            name: "MyIMPresence",
+            dependencies: [
+                "MyIMRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         // The client library: MYIM_HOME, register, login, the saved session.
         .target(
             name: "MyIMClient",
@@ -149,6 +174,15 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
+            name: "MyIMRedisTests",
+            dependencies: [
+                "MyIMRedis",
+                "MyIMPresence",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -7,7 +7,9 @@ struct MyIM: AsyncParsableCommand {
         commandName: "myim",
         abstract: "MyIM: an instant-messaging cluster with end-to-end-authenticated encryption.",
         version: MyIMVersion.string,
-        subcommands: [KeysCommand.self, LoginCenterCommand.self, Bench.self]
+        subcommands: [
+            KeysCommand.self, LoginCenterCommand.self, RegisterCommand.self, LoginCommand.self, WhoamiCommand.self, Bench.self,
+        ]
     )
 }
 

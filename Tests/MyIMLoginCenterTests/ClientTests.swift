@@ -143,8 +143,7 @@ struct ClientTests {
             let connection = try await open(center, home)
             _ = try await connection.register(address: Self.alice, password: Self.password)
             let error = try await clientError { _ = try await connection.register(address: "ALICE@alpha.example", password: "another password") }
-            #expect(error.code == .nameTaken)
-            #expect(error.code.rawValue == 301)
+            #expect(error.code == .nameTaken && error.code.rawValue == 301)
             #expect(error.message.contains(Self.alice))
             await connection.close()
         }
@@ -156,6 +155,9 @@ struct ClientTests {
             await connection.close()
             let error = try await clientError { _ = try await connection.register(address: Self.alice, password: Self.password) }
             #expect(error.code == .notEstablished)
+            let refused = try await clientError { _ = try await LoginConnection.open(server: "127.0.0.1:1", home: home) }
+            #expect(refused.code == .notEstablished)
+            #expect(refused.message.contains("cannot connect to the login center at 127.0.0.1:1"), "\(refused)")
         }
     }
 
@@ -247,6 +249,10 @@ struct ClientTests {
             let right = try await open(center, home, pin: center.fingerprint)
             await right.close()
             #expect(try home.knownServers().entries == ["127.0.0.1:\(center.port)": center.fingerprint])
+
+            // With a key recorded, the message still tells the presented key from the pinned one.
+            let again = try await clientError { _ = try await open(center, home, pin: wrong) }
+            #expect(again.message.contains("presented key \(center.fingerprint), not the pinned \(wrong)"), "\(again)")
         }
     }
 
@@ -321,9 +327,7 @@ struct ClientTests {
     /// A server with the login center's identity key that answers every request with a
     /// LoginOK carrying `servers`.
     private func withImpostor(servers: ServerList?, _ body: (Int, ClientHome) async throws -> Void) async throws {
-        let reply = LoginOK(
-            userID: 7, username: Self.alice, token: "a.b.c", sessionID: "s1", expires: 1_900_000_000_000, servers: servers
-        ).packet
+        let reply = LoginOK(userID: 7, username: Self.alice, token: "a.b.c", sessionID: "s1", expires: 1_900_000_000_000, servers: servers).packet
         let listener = try await SecureListener.bind(host: "127.0.0.1", port: 0, identity: TestLoginCenter.identity)
         let port = try #require(listener.channel.localAddress?.port)
         let task = Task {
@@ -341,14 +345,8 @@ struct ClientTests {
         }
         let home = temporaryHome()
         defer { try? FileManager.default.removeItem(atPath: home.path) }
-        do {
-            try await body(port, home)
-        } catch {
-            task.cancel()
-            throw error
-        }
-        task.cancel()
-        _ = try? await task.value
+        defer { task.cancel() }
+        try await body(port, home)
     }
 
     // MARK: - Addresses and summaries

@@ -1,0 +1,4 @@
+#ifndef MYIM_CHIREDIS_SHIM_H
+#define MYIM_CHIREDIS_SHIM_H
+#include <hiredis/hiredis.h>
+#endif
