@@ -15,6 +15,9 @@ let package = Package(
         .library(name: "MyIMClient", targets: ["MyIMClient"]),
         .library(name: "MyIMRedis", targets: ["MyIMRedis"]),
         .library(name: "MyIMPresence", targets: ["MyIMPresence"]),
+        .library(name: "MyIMLink", targets: ["MyIMLink"]),
+        .library(name: "MyIMCenter", targets: ["MyIMCenter"]),
+        .library(name: "MyIMEndpoint", targets: ["MyIMEndpoint"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -26,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         // Layers 2 and 3 of the wire format: typed values, packets, messages. No sockets, no crypto.
@@ -98,9 +103,10 @@ let package = Package(
             ]
         ),
         // hiredis, used only as the RESP codec (the socket I/O stays on NIO's event loops).
+        // No pkgConfig: hiredis.pc carries -D_FILE_OFFSET_BITS=64, which SwiftPM warns about;
+        // the header is in /usr/include and the module map links the library.
         .systemLibrary(
             name: "CHiredis",
-            pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
         // A Redis client on NIO: commands encoded and replies decoded by hiredis, pipelined.
@@ -118,6 +124,50 @@ let package = Package(
             dependencies: [
                 "MyIMRedis",
                 .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // Server-to-server links (endpoint ↔ center): layer-2 packets over mutual TLS or plain
+        // TCP, and the link's own messages (2001+).
+        .target(
+            name: "MyIMLink",
+            dependencies: [
+                "MyIMWire",
+                "MyIMTopology",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+            ]
+        ),
+        // The center: one per domain; sessions, routing, friendships and offline messages.
+        .target(
+            name: "MyIMCenter",
+            dependencies: [
+                "MyIMWire",
+                "MyIMLink",
+                "MyIMPresence",
+                "MyIMTopology",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // The endpoint: client connections, token auth, relaying to the center, presence heartbeats.
+        .target(
+            name: "MyIMEndpoint",
+            dependencies: [
+                "MyIMWire",
+                "MyIMSecureChannel",
+                "MyIMTransport",
+                "MyIMAuth",
+                "MyIMLink",
+                "MyIMPresence",
+                "MyIMTopology",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
             ]
         ),
         // The client library: MYIM_HOME, register, login, the saved session.
@@ -143,6 +193,10 @@ let package = Package(
                 "MyIMAuth",
                 "MyIMLoginCenter",
                 "MyIMClient",
+                "MyIMLink",
+                "MyIMCenter",
+                "MyIMEndpoint",
+                "MyIMPresence",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -183,6 +237,26 @@ let package = Package(
                 "MyIMPresence",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "MyIMMessagingTests",
+            dependencies: [
+                "MyIMWire",
+                "MyIMSecureChannel",
+                "MyIMTransport",
+                "MyIMTopology",
+                "MyIMAuth",
+                "MyIMLink",
+                "MyIMCenter",
+                "MyIMEndpoint",
+                "MyIMPresence",
+                "MyIMRedis",
+                "MyIMClient",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .testTarget(

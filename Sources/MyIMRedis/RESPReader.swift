@@ -210,3 +210,6 @@ public final class RESPReader {
         return error
     }
 }
+
+@available(*, unavailable)
+extension RESPReader: Sendable {}

@@ -1,15 +1,15 @@
 import NIOCore
 
 /// One write of one or more encoded commands, and the promise for their replies in order.
-public struct RedisRequest: Sendable {
+struct RedisRequest: Sendable {
     /// The encoded commands (see ``RESPCommandEncoder``).
-    public var payload: ByteBuffer
+    var payload: ByteBuffer
     /// How many replies the payload asks for.
-    public var replyCount: Int
+    var replyCount: Int
     /// Completed with exactly `replyCount` replies, or failed with a ``RedisError``.
-    public var promise: EventLoopPromise<[RedisValue]>
+    var promise: EventLoopPromise<[RedisValue]>
 
-    public init(payload: ByteBuffer, replyCount: Int, promise: EventLoopPromise<[RedisValue]>) {
+    init(payload: ByteBuffer, replyCount: Int, promise: EventLoopPromise<[RedisValue]>) {
         self.payload = payload
         self.replyCount = replyCount
         self.promise = promise
@@ -19,12 +19,12 @@ public struct RedisRequest: Sendable {
 /// Matches replies to requests: RESP2 answers strictly in order, so a FIFO of pending requests
 /// is all the bookkeeping needed. A pipeline of N commands is one request waiting for N replies.
 ///
-/// When the connection closes or errs, every pending request fails with ``RedisError/Kind/connectionLost``
-/// (or the decoder's error), and later requests fail at once.
-public final class RedisCommandHandler: ChannelDuplexHandler {
-    public typealias InboundIn = RedisValue
-    public typealias OutboundIn = RedisRequest
-    public typealias OutboundOut = ByteBuffer
+/// When the connection closes or errs, every pending request fails with the cause (see
+/// ``RedisConnectionState``), and later requests fail at once.
+final class RedisCommandHandler: ChannelDuplexHandler {
+    typealias InboundIn = RedisValue
+    typealias OutboundIn = RedisRequest
+    typealias OutboundOut = ByteBuffer
 
     private struct Pending {
         var remaining: Int
@@ -33,15 +33,19 @@ public final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     private var pending = CircularBuffer<Pending>(initialCapacity: 16)
-    private var failure: RedisError?
+    private var ended = false
+    private let state: RedisConnectionState
 
-    public init() {}
+    init(state: RedisConnectionState) {
+        self.state = state
+    }
 
-    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = Self.unwrapOutboundIn(data)
-        if let failure = self.failure {
-            request.promise.fail(failure)
-            promise?.fail(failure)
+        if self.ended {
+            let error = self.state.errorForLaterCommand
+            request.promise.fail(error)
+            promise?.fail(error)
             return
         }
         if request.replyCount <= 0 {
@@ -54,7 +58,7 @@ public final class RedisCommandHandler: ChannelDuplexHandler {
         context.write(Self.wrapOutboundOut(request.payload), promise: promise)
     }
 
-    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let value = Self.unwrapInboundIn(data)
         guard !self.pending.isEmpty else {
             self.failAll(RedisError(.protocolViolation, "the server sent a reply nobody asked for: \(value)"))
@@ -70,27 +74,26 @@ public final class RedisCommandHandler: ChannelDuplexHandler {
         }
     }
 
-    public func errorCaught(context: ChannelHandlerContext, error: Error) {
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
         let redisError = (error as? RedisError) ?? RedisError(.connectionLost, "connection to Redis failed: \(error)")
         self.failAll(redisError)
         context.close(promise: nil)
     }
 
-    public func channelInactive(context: ChannelHandlerContext) {
+    func channelInactive(context: ChannelHandlerContext) {
         self.failAll(RedisError(.connectionLost, "the connection to Redis was closed"))
         context.fireChannelInactive()
     }
 
-    public func handlerRemoved(context: ChannelHandlerContext) {
+    func handlerRemoved(context: ChannelHandlerContext) {
         self.failAll(RedisError(.connectionLost, "the connection to Redis was closed"))
     }
 
     private func failAll(_ error: RedisError) {
-        if self.failure == nil {
-            self.failure = error
-        }
+        self.ended = true
+        let cause = self.state.end(because: error)
         while let next = self.pending.popFirst() {
-            next.promise.fail(error)
+            next.promise.fail(cause)
         }
     }
 }

@@ -1,6 +1,5 @@
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// One connection to a Redis server, its I/O on a NIO event loop, hiredis only as the RESP codec.
 ///
@@ -37,12 +36,13 @@ public final class RedisConnection: Sendable {
     public let url: RedisURL
     public let configuration: Configuration
     private let channel: any Channel
-    private let closedByUser = Atomic<Bool>(false)
+    private let state: RedisConnectionState
 
-    private init(url: RedisURL, configuration: Configuration, channel: any Channel) {
+    private init(url: RedisURL, configuration: Configuration, channel: any Channel, state: RedisConnectionState) {
         self.url = url
         self.configuration = configuration
         self.channel = channel
+        self.state = state
     }
 
     /// Connects, then sends `AUTH` when the URL has a password and `SELECT` when its database is not 0.
@@ -52,6 +52,7 @@ public final class RedisConnection: Sendable {
         configuration: Configuration = Configuration()
     ) async throws -> RedisConnection {
         let limits = configuration.limits
+        let state = RedisConnectionState(description: url.description)
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(configuration.connectTimeout)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
@@ -59,7 +60,7 @@ public final class RedisConnection: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RedisReplyDecoder(limits: limits)))
-                    try channel.pipeline.syncOperations.addHandler(RedisCommandHandler())
+                    try channel.pipeline.syncOperations.addHandler(RedisCommandHandler(state: state))
                 }
             }
         let channel: any Channel
@@ -68,7 +69,7 @@ public final class RedisConnection: Sendable {
         } catch {
             throw RedisError(.connectionFailed, "could not connect to \(url): \(error)")
         }
-        let connection = RedisConnection(url: url, configuration: configuration, channel: channel)
+        let connection = RedisConnection(url: url, configuration: configuration, channel: channel, state: state)
         do {
             if let password = url.password {
                 let auth = url.user.map { ["AUTH", $0, password] } ?? ["AUTH", password]
@@ -87,8 +88,8 @@ public final class RedisConnection: Sendable {
     /// The event loop this connection's I/O runs on.
     public var eventLoop: any EventLoop { self.channel.eventLoop }
 
-    /// `false` once the connection is closed or lost.
-    public var isActive: Bool { self.channel.isActive }
+    /// `false` once the connection is closed, lost, or failed (its socket may take a moment longer to close).
+    public var isActive: Bool { self.channel.isActive && self.state.endCause == nil }
 
     /// Sends one command. An error reply is thrown as ``RedisError`` of kind ``RedisError/Kind/server``.
     public func send(_ command: [String]) async throws -> RedisValue {
@@ -132,7 +133,7 @@ public final class RedisConnection: Sendable {
     /// Closes the connection; commands still in flight fail with ``RedisError/Kind/connectionClosed``.
     /// Closing a connection that is already closed or lost does nothing.
     public func close() async throws {
-        self.closedByUser.store(true, ordering: .relaxed)
+        self.state.end(because: RedisError(.connectionClosed, "the connection to \(self.url) was closed by close()"))
         do {
             try await self.channel.close()
         } catch ChannelError.alreadyClosed {
@@ -145,8 +146,11 @@ public final class RedisConnection: Sendable {
         let channel = self.channel
         let promise = channel.eventLoop.makePromise(of: [RedisValue].self)
         if let timeout = self.configuration.commandTimeout {
+            let state = self.state
+            let url = self.url
             let task = channel.eventLoop.scheduleTask(in: timeout) {
-                promise.fail(RedisError(.timeout, "no reply from \(self.url) within \(timeout); the connection was closed"))
+                let error = RedisError(.timeout, "no reply from \(url) within \(timeout); the connection was closed")
+                promise.fail(state.end(because: error))
                 channel.close(promise: nil)
             }
             promise.futureResult.whenComplete { _ in task.cancel() }
@@ -156,15 +160,11 @@ public final class RedisConnection: Sendable {
         }
         do {
             return try await promise.futureResult.get()
-        } catch let error as RedisError where error.kind == .connectionLost && self.closedByUser.load(ordering: .relaxed) {
-            throw RedisError(.connectionClosed, "the connection to \(self.url) was closed by close()")
         } catch let error as RedisError {
             throw error
         } catch {
-            if self.closedByUser.load(ordering: .relaxed) {
-                throw RedisError(.connectionClosed, "the connection to \(self.url) was closed by close()")
-            }
-            throw RedisError(.connectionLost, "the connection to \(self.url) is gone: \(error)")
+            // The write failed before reaching the handler: the channel is closed already.
+            throw self.state.errorForLaterCommand
         }
     }
 

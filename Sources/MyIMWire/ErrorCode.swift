@@ -68,4 +68,12 @@ extension ErrorCode {
     public static let tokenWrongIssuer = ErrorCode(323)
     public static let tokenNotYetValid = ErrorCode(324)
     public static let tokenTooLong = ErrorCode(325)
+
+    // 33x: messaging (endpoints and the center).
+    public static let centerUnavailable = ErrorCode(330)
+    public static let tooManyConnections = ErrorCode(331)
+    public static let unknownRecipient = ErrorCode(332)
+    public static let contentTooLarge = ErrorCode(333)
+    public static let unknownMessage = ErrorCode(334)
+    public static let notAMember = ErrorCode(335)
 }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import Logging
 import MyIMAuth
 import MyIMLoginCenter
 import MyIMSecureChannel
@@ -17,10 +18,10 @@ struct LoginCenterTests {
     static let password = "correct horse battery"
 
     private func withCenter(
-        clock: TestClock = TestClock(), configure: (inout LoginCenterConfiguration) -> Void = { _ in },
-        _ body: (TestLoginCenter) async throws -> Void
+        clock: TestClock = TestClock(), logger: Logger = Logger(label: "myim.login-center.test"),
+        configure: (inout LoginCenterConfiguration) -> Void = { _ in }, _ body: (TestLoginCenter) async throws -> Void
     ) async throws {
-        let center = try await TestLoginCenter.start(clock: clock, configure: configure)
+        let center = try await TestLoginCenter.start(clock: clock, logger: logger, configure: configure)
         do {
             try await body(center)
         } catch {
@@ -261,7 +262,8 @@ struct LoginCenterTests {
 
     @Test func thePasswordIsNeverStoredNorSentInClear() async throws {
         let secret = "Unmistakable-Secret-Phrase-7731"
-        try await withCenter { center in
+        let logs = LogSink()
+        try await withCenter(logger: Logger(label: "test") { _ in CapturingLogHandler(sink: logs) }) { center in
             let recorder = ByteRecorder()
             try await withRecordingConnection(port: center.port, fingerprint: center.fingerprint, recorder: recorder) { connection in
                 _ = try RegisterOK(packet: try await register(connection, "judy", secret))
@@ -278,6 +280,9 @@ struct LoginCenterTests {
                 let data = try Data(contentsOf: center.directory.appendingPathComponent(file))
                 #expect(!contains(Array(data), Array(secret.utf8)), "the password is in \(file)")
             }
+            // Everything the login center logged, at trace level.
+            #expect(logs.text.contains("judy@alpha.example"), "the capture saw the login center's lines")
+            #expect(!logs.text.contains(secret), "the password is in the logs")
             let stored = try #require(try await center.store.account(name: "judy", domain: "alpha.example"))
             #expect(stored.credential.hash.count == 32 && stored.credential.salt.count == 16)
         }

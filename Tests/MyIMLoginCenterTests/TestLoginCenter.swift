@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Logging
 import MyIMAuth
 import MyIMLoginCenter
 import MyIMSecureChannel
@@ -49,7 +50,8 @@ struct TestLoginCenter {
     var fingerprint: KeyFingerprint { Self.identity.publicKey.fingerprint }
 
     static func start(
-        clock: TestClock = TestClock(), configure: (inout LoginCenterConfiguration) -> Void = { _ in }
+        clock: TestClock = TestClock(), logger: Logger = Logger(label: "myim.login-center.test"),
+        configure: (inout LoginCenterConfiguration) -> Void = { _ in }
     ) async throws -> TestLoginCenter {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-login-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -61,7 +63,7 @@ struct TestLoginCenter {
         configuration.clock = { clock.milliseconds }
         configure(&configuration)
         let store = try SQLiteAccountStore(path: path)
-        let center = await LoginCenter(configuration: configuration, store: store)
+        let center = await LoginCenter(configuration: configuration, store: store, logger: logger)
         let listener = try await center.bind()
         guard let port = listener.channel.localAddress?.port else { throw TestFailure("the listener has no port") }
         let task = Task { try await center.serve(listener) }
@@ -123,4 +125,32 @@ struct TestFailure: Error, CustomStringConvertible {
 /// A device fingerprint for tests: `sha256:` and 64 hex digits derived from `seed`.
 func testDevice(_ seed: String) -> String {
     "sha256:" + SHA256.hash(data: Data(seed.utf8)).hexString
+}
+
+/// Every line a ``CapturingLogHandler`` was given, message and metadata.
+final class LogSink: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
+
+    func append(_ line: String) {
+        lines.withLock { $0.append(line) }
+    }
+}
+
+/// A log handler that keeps every line at every level in a ``LogSink``.
+struct CapturingLogHandler: LogHandler {
+    let sink: LogSink
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        sink.append("\(event.level) \(event.message) \(merged)")
+    }
 }

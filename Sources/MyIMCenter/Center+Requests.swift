@@ -1,0 +1,181 @@
+import MyIMLink
+import MyIMWire
+
+/// The client requests an endpoint relays (``FromClient``). The sender of everything is the
+/// session's user, as the endpoint verified it from the token: no body field can change it.
+extension Center {
+    func request(_ request: FromClient, from endpoint: String) async {
+        guard let session = sessions[request.session], session.endpoint == endpoint else {
+            logger.notice("request for a session this endpoint does not hold", metadata: ["endpoint": "\(endpoint)", "session": "\(request.session)"])
+            return
+        }
+        let user = session.info.user
+        let packet = request.payload
+        do {
+            switch MessageType(rawValue: packet.type) {
+            case .chat: try await chat(Chat(packet: packet), session: request.session, user: user)
+            case .deliveryAck:
+                let ack = try DeliveryAck(packet: packet)
+                try await store.acknowledge(ack.ids, by: user)
+            case .addFriend: try await addFriend(AddFriend(packet: packet), session: request.session, user: user)
+            case .friendListQuery:
+                await reply(FriendList(friends: try await store.friends(of: user)), to: request.session)
+            case .friendPresenceQuery:
+                let friends = try await store.friends(of: user)
+                await reply(FriendPresenceList(friends: friends.map { presence(of: $0.username) }), to: request.session)
+            case .profileQuery:
+                let query = try ProfileQuery(packet: packet)
+                await reply(try await profile(of: query.username.lowercased()), to: request.session)
+            case .profileSet:
+                let update = try ProfileSet(packet: packet)
+                guard update.signature.utf8.count <= 1024 else {
+                    throw WireError.invalidField("signature", "at most 1,024 bytes")
+                }
+                try await store.setSignature(update.signature, of: user)
+                await reply(try await profile(of: user), to: request.session)
+            case .presenceSet:
+                let update = try PresenceSet(packet: packet)
+                sessions[request.session]?.status = update.status
+                await notifyFriendsOfStatus(user: user, status: update.status)
+            case .fetchOffline:
+                let limit = Int(clamping: try FetchOffline(packet: packet).limit ?? 500)
+                let pending = try await store.pending(for: user, limit: max(1, min(limit, 5000)))
+                for delivery in pending { await reply(delivery, to: request.session) }
+                await reply(OfflineDone(count: Int64(pending.count), more: pending.count == limit), to: request.session)
+            case .quit:
+                await reply(QuitAck(lastSeen: configuration.clock()), to: request.session)
+                await close(request.session, reason: "quit")
+            default:
+                await reply(
+                    ErrorMessage(code: .notSupportedHere, data: "message \(packet.type) is not served by the center"), to: request.session)
+            }
+        } catch let error as WireError {
+            await reply(ErrorMessage(code: error.code, data: error.message), to: request.session)
+        } catch let error as CenterRefusal {
+            await reply(ErrorMessage(code: error.code, data: error.message), to: request.session)
+        } catch {
+            logger.error("request failed", metadata: ["user": "\(user)", "type": "\(packet.type)", "error": "\(error)"])
+            await reply(ErrorMessage(code: .internalError, data: "the center failed to handle message \(packet.type); retry"), to: request.session)
+        }
+    }
+
+    // MARK: - 1:1 chat (6 → 8, 18)
+
+    private func chat(_ chat: Chat, session: String, user: String) async throws {
+        guard case .user(let rawTarget) = chat.target else {
+            throw CenterRefusal(.notSupportedHere, "group chat is not served yet")
+        }
+        let target = try address(rawTarget)
+        try check(chat.content)
+        let now = configuration.clock()
+        let senderID = userIDs[user] ?? 0
+        let targetID = try await userID(of: target)
+        let node = configuration.node
+        let delivery = { @Sendable (id: Int64, time: Int64) in
+            ChatDelivery(
+                kind: .user, time: time, senderID: senderID, senderName: user, targetID: targetID, targetName: target,
+                content: chat.content, serverMessageID: id, clientMessageID: chat.clientMessageID, qos: chat.qos, serverID: node)
+        }
+        switch chat.qos {
+        case .atLeastOnce:
+            switch try await store.accept(sender: user, clientMessageID: chat.clientMessageID, recipient: target, now: now, makeDelivery: delivery) {
+            case .duplicate(let id, let time):
+                // A retry: acknowledge again, deliver nothing twice.
+                await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time), to: session)
+            case .stored(let id, let time):
+                await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time), to: session)
+                let packet = delivery(id, time).packet
+                await deliverLive(packet, to: target)
+                if target != user { await reply(delivery(id, time), to: session) }
+            }
+        case .bestEffort:
+            let id = try await store.allocateMessageID()
+            let packet = delivery(id, now).packet
+            await deliverLive(packet, to: target)
+            if target != user { await reply(delivery(id, now), to: session) }
+        }
+    }
+
+    private func check(_ content: ChatContent) throws(CenterRefusal) {
+        switch content {
+        case .text(let text):
+            guard text.utf8.count <= configuration.maxTextBytes else {
+                throw CenterRefusal(.contentTooLarge, "a text is at most \(configuration.maxTextBytes) bytes, this one is \(text.utf8.count)")
+            }
+        case .image(let bytes, _):
+            guard bytes.count <= configuration.maxImageBytes else {
+                throw CenterRefusal(.contentTooLarge, "an image is at most \(configuration.maxImageBytes) bytes, this one is \(bytes.count)")
+            }
+        }
+    }
+
+    // MARK: - Friends, profiles, presence
+
+    private func addFriend(_ request: AddFriend, session: String, user: String) async throws {
+        let friend = try address(request.to)
+        guard friend != user else { throw CenterRefusal(.invalidField, "one cannot befriend oneself") }
+        guard try await store.userID(of: friend) != nil else {
+            throw CenterRefusal(.unknownRecipient, "\(friend) has never signed in to \(configuration.domain)")
+        }
+        let added = try await store.addFriendship(user, friend, now: configuration.clock())
+        await reply(AddFriendResult(status: added ? .added : .alreadyFriends, username: friend), to: session)
+        if added, let friendSession = sessionByUser[friend] {
+            await reply(AddFriendResult(status: .added, username: user), to: friendSession)
+        }
+    }
+
+    private func profile(of user: String) async throws -> Profile {
+        guard let profile = try await store.profile(of: user) else {
+            throw CenterRefusal(.unknownRecipient, "\(user) has never signed in to \(configuration.domain)")
+        }
+        return Profile(username: user, userID: profile.userID, signature: profile.signature, online: sessionByUser[user] != nil)
+    }
+
+    func presence(of user: String) -> MyIMWire.PresenceEntry {
+        guard let sessionID = sessionByUser[user], let session = sessions[sessionID] else {
+            return MyIMWire.PresenceEntry(username: user, online: false)
+        }
+        return MyIMWire.PresenceEntry(username: user, online: true, status: session.status, since: session.info.since)
+    }
+
+    private func notifyFriendsOfStatus(user: String, status: PresenceStatus) async {
+        guard let friends = try? await store.friends(of: user) else { return }
+        let notice = FriendPresenceNotice(username: user, online: true, status: status, time: configuration.clock())
+        for friend in friends {
+            if let friendSession = sessionByUser[friend.username] { await reply(notice, to: friendSession) }
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// A lower-cased `name@domain` of this center's domain.
+    private func address(_ raw: String) throws(CenterRefusal) -> String {
+        let address = raw.lowercased()
+        let parts = address.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, parts[0].utf8.count <= 32 else {
+            throw CenterRefusal(.unknownRecipient, "'\(raw.prefix(80))' is not an address name@domain")
+        }
+        guard parts[1] == configuration.domain else {
+            throw CenterRefusal(.unknownRecipient, "\(address) is in another domain; this center serves \(configuration.domain) only")
+        }
+        return address
+    }
+
+    private func userID(of user: String) async throws -> Int64 {
+        if let cached = userIDs[user] { return cached }
+        let id = try await store.userID(of: user) ?? 0
+        if id != 0 { userIDs[user] = id }
+        return id
+    }
+}
+
+/// A request the center refuses, with the code and message sent back in 20.
+struct CenterRefusal: Error {
+    var code: ErrorCode
+    var message: String
+
+    init(_ code: ErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}

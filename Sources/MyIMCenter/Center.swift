@@ -1,0 +1,264 @@
+import Logging
+import MyIMLink
+import MyIMPresence
+import MyIMWire
+import NIOCore
+
+/// The center of one domain: it binds sessions (the newest login of a user wins), routes
+/// `user@domain` between its endpoints, and keeps 1:1 messages until they are acknowledged.
+///
+/// Its session table is the routing table: every session of the domain is opened and closed
+/// through this actor, so routing a message costs no Redis round trip. Redis holds the same
+/// facts for operators (`redis-cli`) and so that a crashed endpoint's users expire by TTL.
+public actor Center {
+    struct Session {
+        var info: SessionInfo
+        var endpoint: String
+        /// Queued messages have been flushed; live deliveries go straight out.
+        var ready = false
+        /// A live delivery was skipped while the flush ran: flush again before ready.
+        var missed = false
+        var status: PresenceStatus = .online
+    }
+
+    struct Link {
+        var id: Int
+        var writer: NIOAsyncChannelOutboundWriter<Packet>
+    }
+
+    public nonisolated let configuration: CenterConfiguration
+    public nonisolated let store: CenterStore
+    let logger: Logger
+    var sessions: [String: Session] = [:]
+    var sessionByUser: [String: String] = [:]
+    var links: [String: Link] = [:]
+    var nextLinkID = 0
+    var userIDs: [String: Int64] = [:]
+
+    public init(configuration: CenterConfiguration, logger: Logger = Logger(label: "myim.center")) throws {
+        self.configuration = configuration
+        store = try CenterStore(path: configuration.databasePath)
+        self.logger = logger
+    }
+
+    /// Binds the configured link address (port 0 picks one).
+    public nonisolated func bind() async throws -> NIOAsyncChannel<NIOAsyncChannel<Packet, Packet>, Never> {
+        try await LinkChannel.bind(host: configuration.host, port: configuration.port, protection: configuration.protection)
+    }
+
+    /// Serves every link the listener accepts until it closes or the task is cancelled.
+    public nonisolated func serve(_ listener: NIOAsyncChannel<NIOAsyncChannel<Packet, Packet>, Never>) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await self.sweepLoop() }
+            try await listener.executeThenClose { inbound in
+                for try await link in inbound {
+                    group.addTask { await self.handleLink(link) }
+                }
+            }
+        }
+    }
+
+    /// Sessions bound now (for tests and status).
+    public var onlineUsers: [String] { sessionByUser.keys.sorted() }
+
+    // MARK: - Links
+
+    private nonisolated func handleLink(_ channel: NIOAsyncChannel<Packet, Packet>) async {
+        var registered: (node: String, id: Int)?
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                var packets = inbound.makeAsyncIterator()
+                guard let first = try await packets.next() else { return }
+                let hello: LinkHello
+                do throws(WireError) { hello = try LinkHello(packet: first) } catch {
+                    try await outbound.write(LinkRefused(code: error.code, message: "the first link message must be 2001: \(error.message)").packet)
+                    return
+                }
+                guard hello.domain == configuration.domain, configuration.endpoints.contains(hello.node) else {
+                    try await outbound.write(LinkRefused(
+                        code: .notSupportedHere,
+                        message: "\(hello.node)@\(hello.domain) is not an endpoint of \(configuration.domain) in this topology").packet)
+                    return
+                }
+                let id = await register(node: hello.node, writer: outbound)
+                registered = (hello.node, id)
+                try await outbound.write(LinkWelcome(node: configuration.node, time: configuration.clock()).packet)
+                for info in hello.sessions { await open(info, endpoint: hello.node) }
+                while let packet = try await packets.next() {
+                    await handle(packet, from: hello.node)
+                }
+            }
+        } catch {
+            logger.notice("link ended", metadata: ["error": "\(error)"])
+        }
+        if let registered { await unregister(node: registered.node, id: registered.id) }
+    }
+
+    private func register(node: String, writer: NIOAsyncChannelOutboundWriter<Packet>) -> Int {
+        nextLinkID += 1
+        if links[node] != nil { logger.notice("endpoint linked again; the older link is replaced", metadata: ["endpoint": "\(node)"]) }
+        links[node] = Link(id: nextLinkID, writer: writer)
+        logger.info("endpoint linked", metadata: ["endpoint": "\(node)"])
+        return nextLinkID
+    }
+
+    /// A link went down: unless a newer link of that endpoint replaced it, its sessions end.
+    private func unregister(node: String, id: Int) async {
+        guard links[node]?.id == id else { return }
+        links[node] = nil
+        logger.notice("endpoint link down; its sessions go offline", metadata: ["endpoint": "\(node)"])
+        for (sessionID, session) in sessions where session.endpoint == node {
+            await close(sessionID, reason: "endpoint link down")
+        }
+    }
+
+    private func handle(_ packet: Packet, from endpoint: String) async {
+        do {
+            switch LinkMessageType(rawValue: packet.type) {
+            case .sessionOpen: await open(try SessionOpen(packet: packet).info, endpoint: endpoint)
+            case .sessionClose:
+                let message = try SessionClose(packet: packet)
+                await close(message.session, reason: message.reason)
+            case .fromClient: await request(try FromClient(packet: packet), from: endpoint)
+            case .ping: await send(LinkPong(time: try LinkPing(packet: packet).time).packet, toEndpoint: endpoint)
+            case .pong: break
+            default:
+                logger.warning("unexpected link message", metadata: ["endpoint": "\(endpoint)", "type": "\(packet.type)"])
+            }
+        } catch {
+            logger.warning("malformed link message", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: - Sessions
+
+    /// Binds a session; an older session of the same user is kicked (the newer login wins).
+    func open(_ info: SessionInfo, endpoint: String) async {
+        let now = configuration.clock()
+        if let older = sessionByUser[info.user], older != info.session, let session = sessions[older] {
+            await send(KickSession(session: older, reason: "a newer login of \(info.user) took over").packet, toEndpoint: session.endpoint)
+            sessions[older] = nil
+            logger.info("older session kicked", metadata: ["user": "\(info.user)", "session": "\(older)"])
+        }
+        sessions[info.session] = Session(info: info, endpoint: endpoint)
+        sessionByUser[info.user] = info.session
+        if info.userID != 0 { userIDs[info.user] = info.userID }
+        do {
+            try await store.touch(user: info.user, userID: info.userID, now: now)
+            let entry = PresenceEntry(user: info.user, endpoint: endpoint, session: info.session, device: info.device, since: info.since)
+            if let previous = try await configuration.presence.setOnline(entry, ttlSeconds: configuration.presenceTTL),
+               previous.session != info.session, sessions[previous.session] == nil
+            {
+                // Bound before this center started (a restart): that endpoint may still hold it.
+                await send(KickSession(session: previous.session, reason: "a newer login took over").packet, toEndpoint: previous.endpoint)
+            }
+        } catch {
+            logger.error("presence or store failed at session open", metadata: ["user": "\(info.user)", "error": "\(error)"])
+        }
+        do {
+            let friends = try await store.friends(of: info.user)
+            let unread = try await store.pending(for: info.user, limit: configuration.initialBatch)
+            let initial = InitialState(friends: friends.map { FriendEntry(username: $0.username, userID: $0.userID) }, groups: [], messages: unread)
+            guard sessions[info.session] != nil else { return }
+            await send(SessionReady(session: info.session, initial: initial.body).packet, toEndpoint: endpoint)
+            await flush(info.session, after: unread.last?.serverMessageID ?? 0, continuing: unread.count == configuration.initialBatch)
+            await notifyFriends(of: info.user, online: true, status: .online)
+            logger.info("session open", metadata: ["user": "\(info.user)", "session": "\(info.session)", "endpoint": "\(endpoint)"])
+        } catch {
+            logger.error("session open failed", metadata: ["user": "\(info.user)", "error": "\(error)"])
+        }
+    }
+
+    /// Sends every queued message after `after` as 18, then marks the session ready.
+    ///
+    /// A message stored while this runs is either in a later batch or marks the session
+    /// `missed` (``deliverLive(_:to:)``), which makes this query again: nothing falls between
+    /// the flush and the live path. `ready` is set with no suspension after the last check.
+    private func flush(_ sessionID: String, after: Int64, continuing: Bool) async {
+        var cursor = after
+        var more = continuing
+        while more || sessions[sessionID]?.missed == true {
+            sessions[sessionID]?.missed = false
+            repeat {
+                guard let session = sessions[sessionID] else { return }
+                let batch = (try? await store.pending(for: session.info.user, after: cursor, limit: 500)) ?? []
+                for delivery in batch {
+                    await send(delivery.packet, toSessions: [sessionID], on: session.endpoint)
+                }
+                cursor = batch.last?.serverMessageID ?? cursor
+                more = batch.count == 500
+            } while more
+        }
+        sessions[sessionID]?.ready = true
+    }
+
+    func close(_ sessionID: String, reason: String) async {
+        guard let session = sessions.removeValue(forKey: sessionID) else { return }
+        let user = session.info.user
+        if sessionByUser[user] == sessionID { sessionByUser[user] = nil }
+        let now = configuration.clock()
+        do {
+            _ = try await configuration.presence.setOffline(user: user, session: sessionID)
+            try await store.touch(user: user, userID: session.info.userID, now: now)
+        } catch {
+            logger.error("presence or store failed at session close", metadata: ["user": "\(user)", "error": "\(error)"])
+        }
+        if sessionByUser[user] == nil { await notifyFriends(of: user, online: false, status: nil) }
+        logger.info("session closed", metadata: ["user": "\(user)", "session": "\(sessionID)", "reason": "\(reason)"])
+    }
+
+    // MARK: - Sending
+
+    func send(_ packet: Packet, toEndpoint endpoint: String) async {
+        guard let link = links[endpoint] else { return }
+        do { try await link.writer.write(packet) } catch {
+            logger.notice("write to endpoint failed", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
+        }
+    }
+
+    func send(_ packet: Packet, toSessions sessions: [String], on endpoint: String) async {
+        await send(ToClient(sessions: sessions, payload: packet).packet, toEndpoint: endpoint)
+    }
+
+    /// Replies to the session that made a request.
+    func reply(_ message: some WireMessage, to sessionID: String) async {
+        guard let session = sessions[sessionID] else { return }
+        await send(message.packet, toSessions: [sessionID], on: session.endpoint)
+    }
+
+    /// Delivers to a user's live session, if it is bound and ready; marks it otherwise.
+    /// Returns whether it went out.
+    @discardableResult
+    func deliverLive(_ packet: Packet, to user: String) async -> Bool {
+        guard let sessionID = sessionByUser[user], let session = sessions[sessionID] else { return false }
+        guard session.ready else {
+            sessions[sessionID]?.missed = true
+            return false
+        }
+        await send(packet, toSessions: [sessionID], on: session.endpoint)
+        return true
+    }
+
+    private func notifyFriends(of user: String, online: Bool, status: PresenceStatus?) async {
+        guard let friends = try? await store.friends(of: user) else { return }
+        let notice = FriendPresenceNotice(username: user, online: online, status: status, time: configuration.clock()).packet
+        var byEndpoint: [String: [String]] = [:]
+        for friend in friends {
+            guard let sessionID = sessionByUser[friend.username], let session = sessions[sessionID], session.ready else { continue }
+            byEndpoint[session.endpoint, default: []].append(sessionID)
+        }
+        for (endpoint, sessionIDs) in byEndpoint {
+            await send(notice, toSessions: sessionIDs, on: endpoint)
+        }
+    }
+
+    // MARK: - Housekeeping
+
+    private func sweepLoop() async throws {
+        while !Task.isCancelled {
+            try await Task.sleep(for: .seconds(3600))
+            let removed = try? await store.sweepSent(before: configuration.clock() - configuration.dedupRetention)
+            logger.info("swept client message ids", metadata: ["removed": "\(removed ?? 0)"])
+        }
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import GRDB
+import MyIMWire
+import NIOCore
+
+/// A 1:1 message kept until its recipient acknowledges it.
+public struct StoredMessage: Sendable, Hashable {
+    public var serverMessageID: Int64
+    public var recipient: String
+    public var delivery: ChatDelivery
+}
+
+/// What a QoS-1 send did: stored now, or found as a retry of an earlier send.
+public enum AcceptOutcome: Sendable, Hashable {
+    case stored(serverMessageID: Int64, time: Int64)
+    case duplicate(serverMessageID: Int64, time: Int64)
+}
+
+/// The center's own SQLite file: users it has seen, friendships, profiles, 1:1 offline
+/// messages and the sender-id table that makes retried sends idempotent.
+///
+/// Only the center opens it. Writes go through GRDB's pool (WAL), so reads never wait.
+public final class CenterStore: Sendable {
+    private let pool: DatabasePool
+
+    public init(path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1 users, friends, offline messages") { db in
+            try db.create(table: "user") { t in
+                t.primaryKey("address", .text)
+                t.column("user_id", .integer).notNull()
+                t.column("signature", .text).notNull().defaults(to: "")
+                t.column("last_seen", .integer)
+            }
+            try db.create(table: "friendship") { t in
+                t.column("user", .text).notNull()
+                t.column("friend", .text).notNull()
+                t.column("since", .integer).notNull()
+                t.primaryKey(["user", "friend"])
+            }
+            // One row a QoS-1 message not yet acknowledged by its recipient, in arrival order.
+            try db.create(table: "offline_message") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("recipient", .text).notNull()
+                t.column("time", .integer).notNull()
+                t.column("delivery", .blob).notNull()
+            }
+            try db.create(index: "offline_by_recipient", on: "offline_message", columns: ["recipient", "id"])
+            // Every accepted QoS-1 send by (sender, client id), kept after delivery so that a
+            // late retry is recognised; swept after `dedupRetention`.
+            try db.create(table: "sent") { t in
+                t.column("sender", .text).notNull()
+                t.column("client_msg_id", .text).notNull()
+                t.column("server_msg_id", .integer).notNull()
+                t.column("time", .integer).notNull()
+                t.primaryKey(["sender", "client_msg_id"])
+            }
+            try db.create(index: "sent_by_time", on: "sent", columns: ["time"])
+            // Server message ids: one counter, so that ids are unique and increase with time.
+            try db.create(table: "counter") { t in
+                t.primaryKey("name", .text)
+                t.column("value", .integer).notNull()
+            }
+        }
+        return migrator
+    }
+
+    // MARK: - Users and profiles
+
+    /// Records a user seen at login (address and user id from the token) and its last seen time.
+    public func touch(user: String, userID: Int64, now: Int64) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO user (address, user_id, last_seen) VALUES (?, ?, ?)
+                    ON CONFLICT(address) DO UPDATE SET user_id = excluded.user_id, last_seen = excluded.last_seen
+                    """,
+                arguments: [user, userID, now])
+        }
+    }
+
+    public func userID(of user: String) async throws -> Int64? {
+        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT user_id FROM user WHERE address = ?", arguments: [user]) }
+    }
+
+    public func profile(of user: String) async throws -> (userID: Int64, signature: String, lastSeen: Int64?)? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT user_id, signature, last_seen FROM user WHERE address = ?", arguments: [user]).map {
+                (userID: $0["user_id"], signature: $0["signature"], lastSeen: $0["last_seen"])
+            }
+        }
+    }
+
+    public func setSignature(_ signature: String, of user: String) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE user SET signature = ? WHERE address = ?", arguments: [signature, user])
+        }
+    }
+
+    // MARK: - Friends
+
+    /// Makes the two friends (both ways); false if they already were.
+    public func addFriendship(_ user: String, _ friend: String, now: Int64) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO friendship (user, friend, since) VALUES (?, ?, ?), (?, ?, ?)",
+                arguments: [user, friend, now, friend, user, now])
+            return db.changesCount > 0
+        }
+    }
+
+    /// A user's friends with their user ids (0 if never seen) and signatures, by address.
+    public func friends(of user: String) async throws -> [FriendEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT f.friend, COALESCE(u.user_id, 0) AS user_id, COALESCE(u.signature, '') AS signature
+                    FROM friendship f LEFT JOIN user u ON u.address = f.friend
+                    WHERE f.user = ? ORDER BY f.friend
+                    """,
+                arguments: [user]
+            ).map { FriendEntry(username: $0["friend"], userID: $0["user_id"], signature: $0["signature"]) }
+        }
+    }
+
+    // MARK: - 1:1 messages
+
+    /// Stores a QoS-1 message for `recipient` and records its client id, in one transaction,
+    /// unless `(sender, clientMessageID)` was accepted before: then nothing is stored and the
+    /// earlier ids are returned. `makeDelivery` builds the stored delivery from the new ids.
+    public func accept(
+        sender: String, clientMessageID: String, recipient: String, now: Int64,
+        makeDelivery: @Sendable (_ serverMessageID: Int64, _ time: Int64) -> ChatDelivery
+    ) async throws -> AcceptOutcome {
+        try await pool.write { db in
+            if let row = try Row.fetchOne(
+                db, sql: "SELECT server_msg_id, time FROM sent WHERE sender = ? AND client_msg_id = ?",
+                arguments: [sender, clientMessageID])
+            {
+                return .duplicate(serverMessageID: row["server_msg_id"], time: row["time"])
+            }
+            let id = try Self.nextMessageID(db)
+            var encoded = ByteBuffer()
+            encoded.writeWireDict(makeDelivery(id, now).body)
+            try db.execute(
+                sql: "INSERT INTO offline_message (id, recipient, time, delivery) VALUES (?, ?, ?, ?)",
+                arguments: [id, recipient, now, Data(encoded.readableBytesView)])
+            try db.execute(
+                sql: "INSERT INTO sent (sender, client_msg_id, server_msg_id, time) VALUES (?, ?, ?, ?)",
+                arguments: [sender, clientMessageID, id, now])
+            return .stored(serverMessageID: id, time: now)
+        }
+    }
+
+    /// A fresh server message id for a message that is not stored (QoS 0).
+    public func allocateMessageID() async throws -> Int64 {
+        try await pool.write { db in try Self.nextMessageID(db) }
+    }
+
+    private static func nextMessageID(_ db: Database) throws -> Int64 {
+        try db.execute(sql: "INSERT INTO counter (name, value) VALUES ('message', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1")
+        return try Int64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'message'") ?? 1
+    }
+
+    /// The recipient's unacknowledged messages after server id `after`, in ascending server
+    /// order, at most `limit`.
+    public func pending(for recipient: String, after: Int64 = 0, limit: Int) async throws -> [ChatDelivery] {
+        let rows = try await pool.read { db in
+            try Data.fetchAll(
+                db, sql: "SELECT delivery FROM offline_message WHERE recipient = ? AND id > ? ORDER BY id LIMIT ?",
+                arguments: [recipient, after, limit])
+        }
+        return try rows.map { data in
+            try ChatDelivery(body: WireParser.parseBody(ByteBuffer(bytes: data)))
+        }
+    }
+
+    /// Deletes the recipient's acknowledged messages; returns how many went.
+    @discardableResult
+    public func acknowledge(_ ids: [Int64], by recipient: String) async throws -> Int {
+        guard !ids.isEmpty else { return 0 }
+        return try await pool.write { db in
+            let marks = Array(repeating: "?", count: ids.count).joined(separator: ",")
+            var arguments: StatementArguments = [recipient]
+            arguments += StatementArguments(ids)
+            try db.execute(sql: "DELETE FROM offline_message WHERE recipient = ? AND id IN (\(marks))", arguments: arguments)
+            return db.changesCount
+        }
+    }
+
+    /// Messages waiting for acknowledgement, all recipients together.
+    public func pendingCount() async throws -> Int {
+        try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM offline_message") ?? 0 }
+    }
+
+    /// Forgets client ids older than `before`; a retry after that is a new message.
+    @discardableResult
+    public func sweepSent(before: Int64) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM sent WHERE time < ?", arguments: [before])
+            return db.changesCount
+        }
+    }
+}

@@ -1,0 +1,217 @@
+import Logging
+import MyIMLink
+import MyIMWire
+import NIOCore
+
+/// The endpoint's one link to its domain's center: connects, says `LinkHello` with the
+/// sessions it holds, relays both ways, and reconnects by itself.
+///
+/// Life of a link: connect (TLS or plain) → `LinkHello(node, domain, bound sessions)` so that a
+/// restarted center binds them again → `LinkWelcome` within ``EndpointConfiguration/linkWelcomeTimeout``
+/// (a `LinkRefused`, anything else or silence drops it) → `SessionOpen` for every session still
+/// waiting → relaying, with a `LinkPing` every ``EndpointConfiguration/linkPingInterval`` and the link
+/// dropped after three intervals without a byte from the center. When it drops, it reconnects after
+/// a capped exponential backoff with jitter (``ReconnectBackoff``); meanwhile ``send(_:)`` throws
+/// ``EndpointError/centerUnavailable`` and new sessions wait, pending, for the next link.
+actor CenterLink {
+    private enum State {
+        case down
+        case up(generation: Int, writer: NIOAsyncChannelOutboundWriter<Packet>)
+    }
+
+    private let configuration: EndpointConfiguration
+    private let table: SessionTable
+    private let logger: Logger
+    private var state = State.down
+    /// Incremented by each welcome: which link a `SessionOpen` was sent on.
+    private var generation = 0
+    private var lastHeard = ContinuousClock.now
+    /// Set while the link is down and its outage has been logged, so that a long outage logs
+    /// one warning and not one per attempt.
+    private var outageLogged = false
+
+    init(configuration: EndpointConfiguration, table: SessionTable, logger: Logger) {
+        self.configuration = configuration
+        self.table = table
+        self.logger = logger
+    }
+
+    /// Whether the center has welcomed the current link.
+    var isUp: Bool {
+        if case .up = state { true } else { false }
+    }
+
+    /// Keeps a link up until the task is cancelled.
+    func run() async {
+        var backoff = ReconnectBackoff(initial: configuration.reconnectFirstDelay, maximum: configuration.reconnectMaximumDelay)
+        while !Task.isCancelled {
+            do {
+                try await connectOnce(backoff: &backoff)
+                noteDown("the center closed the link")
+            } catch is CancellationError {
+                break
+            } catch {
+                noteDown("\(error)")
+            }
+            state = .down
+            do {
+                try await Task.sleep(for: backoff.next())
+            } catch {
+                break
+            }
+        }
+        state = .down
+    }
+
+    /// Sends a message to the center on the current link; ``EndpointError/centerUnavailable``
+    /// when there is none or the write fails.
+    nonisolated func send(_ message: some LinkMessage) async throws(EndpointError) {
+        guard let writer = await currentWriter() else { throw .centerUnavailable }
+        do {
+            try await writer.write(message.packet)
+        } catch {
+            throw .centerUnavailable
+        }
+    }
+
+    /// Sends `SessionOpen` for pending sessions not yet opened on the current link (none while
+    /// the link is down: the next welcome does it).
+    func sendPendingOpens() async {
+        guard case .up(let generation, let writer) = state else { return }
+        for info in await table.claimOpens(generation: generation) {
+            do {
+                try await writer.write(SessionOpen(info: info).packet)
+            } catch {
+                return  // The link dropped; the next one sends it again.
+            }
+        }
+    }
+
+    // MARK: - One link
+
+    private func currentWriter() -> NIOAsyncChannelOutboundWriter<Packet>? {
+        if case .up(_, let writer) = state { writer } else { nil }
+    }
+
+    private func connectOnce(backoff: inout ReconnectBackoff) async throws {
+        let link = try await LinkChannel.connect(
+            host: configuration.centerHost, port: configuration.centerPort, serverName: configuration.centerName,
+            protection: configuration.linkProtection, limits: configuration.limits)
+        try await link.executeThenClose { inbound, outbound in
+            lastHeard = .now
+            let hello = LinkHello(node: configuration.node, domain: configuration.domain, sessions: await table.boundSessions())
+            try await outbound.write(hello.packet)
+            let expected = generation + 1
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { await self.closeUnlessWelcomed(link.channel, generation: expected) }
+                var packets = inbound.makeAsyncIterator()
+                guard let first = try await packets.next() else {
+                    throw EndpointError(.centerUnavailable, "the center closed the link before welcoming it")
+                }
+                try welcome(first, writer: outbound, sessions: hello.sessions.count)
+                backoff.reset()
+                group.addTask { await self.keepAlive(link.channel, outbound: outbound) }
+                await sendPendingOpens()
+                while let packet = try await packets.next() {
+                    lastHeard = .now
+                    await handle(packet, writer: outbound)
+                }
+                group.cancelAll()
+            }
+        }
+    }
+
+    private func welcome(_ packet: Packet, writer: NIOAsyncChannelOutboundWriter<Packet>, sessions: Int) throws {
+        switch LinkMessageType(rawValue: packet.type) {
+        case .welcome:
+            let welcome = try LinkWelcome(packet: packet)
+            generation += 1
+            state = .up(generation: generation, writer: writer)
+            outageLogged = false
+            logger.notice("link up", metadata: [
+                "center": "\(welcome.node)", "address": "\(configuration.centerHost):\(configuration.centerPort)",
+                "sessions": "\(sessions)",
+            ])
+        case .refused:
+            let refused = try LinkRefused(packet: packet)
+            throw EndpointError(refused.code, "the center refused the link: \(refused.message)")
+        default:
+            throw EndpointError(.unexpectedMessage, "the center answered LinkHello with message \(packet.type), not LinkWelcome")
+        }
+    }
+
+    /// Closes the link if the center has not welcomed it within the welcome timeout.
+    private func closeUnlessWelcomed(_ channel: any Channel, generation expected: Int) async {
+        do {
+            try await Task.sleep(for: configuration.linkWelcomeTimeout)
+        } catch {
+            return  // Cancelled with the link.
+        }
+        if generation < expected {
+            logger.warning("the center did not welcome the link in time; reconnecting")
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Pings the center every interval, and closes the link once the center has been silent
+    /// for three intervals (a half-open TCP connection never reports itself otherwise).
+    private func keepAlive(_ channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<Packet>) async {
+        do {
+            while true {
+                try await Task.sleep(for: configuration.linkPingInterval)
+                if lastHeard.duration(to: .now) > configuration.linkPingInterval * 3 {
+                    logger.warning("the center has been silent for three ping intervals; reconnecting")
+                    channel.close(promise: nil)
+                    return
+                }
+                try await outbound.write(LinkPing(time: configuration.clock()).packet)
+            }
+        } catch {
+            return  // Cancelled with the link, or the link is gone.
+        }
+    }
+
+    private func handle(_ packet: Packet, writer: NIOAsyncChannelOutboundWriter<Packet>) async {
+        do {
+            switch LinkMessageType(rawValue: packet.type) {
+            case .sessionReady:
+                let ready = try SessionReady(packet: packet)
+                if !(await table.bind(ready.session, initial: ready.initial)) {
+                    try await writer.write(SessionClose(session: ready.session, reason: "the client left before the session was ready").packet)
+                }
+            case .toClient:
+                let message = try ToClient(packet: packet)
+                guard let type = MessageType(rawValue: message.payload.type), type.rawValue < MessageType.clientHello.rawValue else {
+                    logger.error("the center sent a client a message of type \(message.payload.type); dropped")
+                    return
+                }
+                await table.deliver(message.payload, to: message.sessions)
+            case .kickSession:
+                let kick = try KickSession(packet: packet)
+                if await table.kick(kick.session, reason: kick.reason) {
+                    logger.info("session kicked", metadata: ["session": "\(kick.session)", "reason": "\(kick.reason)"])
+                }
+            case .ping:
+                let ping = try LinkPing(packet: packet)
+                try await writer.write(LinkPong(time: ping.time).packet)
+            case .pong:
+                break
+            default:
+                logger.warning("unexpected link message from the center", metadata: ["type": "\(packet.type)"])
+            }
+        } catch {
+            logger.error("cannot handle a link message", metadata: ["type": "\(packet.type)", "error": "\(error)"])
+        }
+    }
+
+    private func noteDown(_ reason: String) {
+        let wasUp = isUp
+        state = .down
+        if wasUp || !outageLogged {
+            logger.warning("link down; reconnecting", metadata: ["reason": "\(reason)"])
+            outageLogged = true
+        } else {
+            logger.debug("link attempt failed", metadata: ["reason": "\(reason)"])
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Logging
+import MyIMAuth
+import MyIMLink
+import MyIMPresence
+import MyIMTransport
+import MyIMWire
+import NIOCore
+import Synchronization
+
+/// An endpoint: holds client connections for one domain and relays them to its center.
+///
+/// Clients connect over the secure channel, authenticate with a token from the login center
+/// (verified offline), and are then relayed to the domain's center over one ``CenterLink``.
+/// Presence TTLs of the users held here are refreshed by a heartbeat. See
+/// `docs/ARCHITECTURE.md` (the endpoint) for the decisions.
+///
+/// Run it as the login center runs: ``bind()``, then ``serve(_:)`` until the listener closes or
+/// the task is cancelled; ``shutdown()`` closes the listener from elsewhere.
+public final class Endpoint: Sendable {
+    public let configuration: EndpointConfiguration
+    let logger: Logger
+    let verifier: TokenVerifier
+    let table: SessionTable
+    let link: CenterLink
+    let limiter: SourceLimiter
+    private let listener = Mutex<(any Channel)?>(nil)
+
+    public init(configuration: EndpointConfiguration, logger: Logger = Logger(label: "myim.endpoint")) async {
+        var logger = logger
+        logger[metadataKey: "node"] = "\(configuration.node)"
+        self.configuration = configuration
+        self.logger = logger
+        verifier = await TokenVerifier(publicKey: configuration.tokenPublicKey, issuer: configuration.issuer)
+        table = SessionTable(node: configuration.node, clock: configuration.clock)
+        link = CenterLink(configuration: configuration, table: table, logger: logger)
+        limiter = SourceLimiter(maximum: configuration.maxConnectionsPerSource)
+    }
+
+    /// Binds the configured address (port 0 picks one) and returns the listener to ``serve(_:)``.
+    public func bind() async throws -> NIOAsyncChannel<SecureConnection, Never> {
+        let channel = try await EndpointListener.bind(
+            host: configuration.host, port: configuration.port, identity: configuration.identity, limits: configuration.limits,
+            handshakeTimeout: configuration.handshakeTimeout, idleTimeout: configuration.idleTimeout)
+        listener.withLock { $0 = channel.channel }
+        return channel
+    }
+
+    /// Serves every connection the listener accepts, keeps the link to the center and the
+    /// presence heartbeat going, until the listener closes or the task is cancelled.
+    ///
+    /// Before accepting anyone it clears what a previous run of this node left in presence
+    /// (`removeEndpoint`), as `PresenceStore` asks of a restarting endpoint.
+    public func serve(_ listener: NIOAsyncChannel<SecureConnection, Never>) async throws {
+        await clearStalePresence()
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { await self.link.run() }
+            group.addTask { await self.heartbeat() }
+            try await listener.executeThenClose { inbound in
+                for try await connection in inbound {
+                    group.addTask { await self.handle(connection) }
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Closes the listener: ``serve(_:)`` then stops the link, the heartbeat and every connection.
+    public func shutdown() async throws {
+        let channel = listener.withLock { $0 }
+        try await channel?.close()
+    }
+
+    /// Sessions held right now (pending ones included).
+    public var sessionCount: Int {
+        get async { await table.count }
+    }
+
+    /// Whether the center has welcomed the current link.
+    public var isLinkUp: Bool {
+        get async { await link.isUp }
+    }
+
+    // MARK: - Presence
+
+    private func clearStalePresence() async {
+        do {
+            let gone = try await configuration.presence.removeEndpoint(configuration.node)
+            if !gone.isEmpty {
+                logger.notice("cleared presence left by a previous run", metadata: ["users": "\(gone.count)"])
+            }
+        } catch {
+            logger.warning("cannot clear this endpoint's old presence", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Every interval: this endpoint is alive, and its bound users stay online for another TTL.
+    /// A failed heartbeat is logged and retried at the next interval; users go offline only if
+    /// heartbeats keep failing for a whole TTL.
+    private func heartbeat() async {
+        while !Task.isCancelled {
+            let users = await table.boundUsers()
+            do {
+                try await configuration.presence.heartbeat(
+                    endpoint: configuration.node, users: users, ttlSeconds: configuration.presenceTTL)
+            } catch {
+                logger.warning("presence heartbeat failed", metadata: ["users": "\(users.count)", "error": "\(error)"])
+            }
+            do {
+                try await Task.sleep(for: configuration.heartbeatInterval)
+            } catch {
+                return
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+import MyIMLink
+import MyIMWire
+
+/// What a connection's writer task is asked to do, in order.
+enum Outgoing: Sendable {
+    /// Write this packet to the client.
+    case packet(Packet)
+    /// Close the connection after everything queued before (19 or 44 written first).
+    case close(reason: String)
+}
+
+/// The client sessions one endpoint holds, each with the queue its connection writes from.
+///
+/// Every packet for a client — AuthOK and 10 on `SessionReady`, relayed `ToClient`s, local
+/// answers — goes through the session's queue, so one writer task per connection keeps them in
+/// the order they were decided. A session is *pending* from token auth until the center's
+/// `SessionReady`, then *bound*, then *closing* once a kick or quit has been queued.
+actor SessionTable {
+    private enum State {
+        /// Waiting for `SessionReady`. `sentOn` is the link generation its `SessionOpen` went
+        /// out on, so that each new link sends it exactly once.
+        case pending(sentOn: Int?, waiter: CheckedContinuation<Bool, Never>?)
+        case bound
+        case closing
+    }
+
+    private struct Entry {
+        var info: SessionInfo
+        var state: State
+        let outbox: AsyncStream<Outgoing>.Continuation
+        /// Closes the connection at once (a client too slow to drain its queue).
+        let abort: @Sendable () -> Void
+    }
+
+    let node: String
+    private let clock: @Sendable () -> Int64
+    private var entries: [String: Entry] = [:]
+    private var counter: UInt64 = 0
+
+    init(node: String, clock: @escaping @Sendable () -> Int64) {
+        self.node = node
+        self.clock = clock
+    }
+
+    // MARK: - Lifecycle
+
+    /// Registers an authenticated client as a pending session and gives it its id, `<node>:<counter>`.
+    func open(
+        user: String, userID: Int64, login: String, device: String, outbox: AsyncStream<Outgoing>.Continuation,
+        abort: @escaping @Sendable () -> Void
+    ) -> SessionInfo {
+        counter += 1
+        let info = SessionInfo(session: "\(node):\(counter)", user: user, login: login, device: device, since: clock(), userID: userID)
+        entries[info.session] = Entry(info: info, state: .pending(sentOn: nil, waiter: nil), outbox: outbox, abort: abort)
+        return info
+    }
+
+    /// Waits until the center binds the session (`true`) or ``expire(_:)`` gives up on it (`false`).
+    func waitUntilBound(_ session: String) async -> Bool {
+        switch entries[session]?.state {
+        case .bound: return true
+        case .closing, nil: return false
+        case .pending(let sentOn, _):
+            return await withCheckedContinuation { continuation in
+                entries[session]?.state = .pending(sentOn: sentOn, waiter: continuation)
+            }
+        }
+    }
+
+    /// The center bound the session: queues 42 (AuthOK) and 10 (from `initial`), before any
+    /// `ToClient` that follows on the link. `false` for a session this endpoint no longer holds.
+    ///
+    /// A session already bound is left as it is (`true`): a center re-binding the sessions of a
+    /// `LinkHello` answers each with `SessionReady` again, and the client, already past 42 and 10,
+    /// only gets the deliveries that follow.
+    func bind(_ session: String, initial: WireDict) -> Bool {
+        guard let entry = entries[session] else { return false }
+        guard case .pending(_, let waiter) = entry.state else { return true }
+        let authOK = AuthOK(username: entry.info.user, sessionID: entry.info.login, serverTime: clock(), node: node)
+        entries[session]?.state = .bound
+        enqueue(.packet(authOK.packet), for: session)
+        enqueue(.packet(Packet(type: MessageType.initialState.rawValue, body: initial)), for: session)
+        waiter?.resume(returning: true)
+        return true
+    }
+
+    /// Gives up on a session still pending (the center did not answer in time, or the endpoint
+    /// is stopping): queues `error` and a close. Does nothing to a bound session.
+    func expire(_ session: String, error: EndpointError) {
+        guard let entry = entries[session], case .pending(_, let waiter) = entry.state else { return }
+        entries[session]?.state = .closing
+        enqueue(.packet(error.packet), for: session)
+        enqueue(.close(reason: "the center did not bind the session"), for: session)
+        waiter?.resume(returning: false)
+    }
+
+    /// Forgets a session whose connection ended; returns what it was, if it was held.
+    @discardableResult
+    func remove(_ session: String) -> SessionInfo? {
+        guard let entry = entries.removeValue(forKey: session) else { return nil }
+        if case .pending(_, let waiter) = entry.state { waiter?.resume(returning: false) }
+        entry.outbox.finish()
+        return entry.info
+    }
+
+    // MARK: - From the center
+
+    /// Queues `packet` for each listed session that is bound here; others are ignored (they
+    /// left, or belong to nobody). A quit ack (44) is followed by a close. Returns how many
+    /// sessions it was queued for.
+    @discardableResult
+    func deliver(_ packet: Packet, to sessions: [String]) -> Int {
+        var delivered = 0
+        for session in sessions {
+            guard let entry = entries[session], case .bound = entry.state else { continue }
+            enqueue(.packet(packet), for: session)
+            if packet.type == MessageType.quitAck.rawValue {
+                entries[session]?.state = .closing
+                enqueue(.close(reason: "quit"), for: session)
+            }
+            delivered += 1
+        }
+        return delivered
+    }
+
+    /// A newer login took over: queues 19 and a close. `false` for a session not held here.
+    func kick(_ session: String, reason: String) -> Bool {
+        guard let entry = entries[session] else { return false }
+        if case .closing = entry.state { return true }
+        if case .pending(_, let waiter) = entry.state { waiter?.resume(returning: false) }
+        entries[session]?.state = .closing
+        enqueue(.packet(Kicked().packet), for: session)
+        enqueue(.close(reason: "kicked: \(reason)"), for: session)
+        return true
+    }
+
+    /// A local answer (20, 22) for one session, in line with what the center sends it.
+    func reply(_ packet: Packet, to session: String) {
+        guard let entry = entries[session], case .bound = entry.state else { return }
+        enqueue(.packet(packet), for: session)
+    }
+
+    // MARK: - For the link and the heartbeat
+
+    /// Pending sessions whose `SessionOpen` has not been sent on link `generation` yet; they are
+    /// marked sent, so that concurrent callers never send one twice on the same link.
+    func claimOpens(generation: Int) -> [SessionInfo] {
+        var claimed: [SessionInfo] = []
+        for (session, entry) in entries {
+            guard case .pending(let sentOn, let waiter) = entry.state, sentOn != generation else { continue }
+            entries[session]?.state = .pending(sentOn: generation, waiter: waiter)
+            claimed.append(entry.info)
+        }
+        return claimed.sorted { $0.since < $1.since }
+    }
+
+    /// Sessions the center has bound: what a new link's `LinkHello` carries.
+    func boundSessions() -> [SessionInfo] {
+        entries.values.compactMap { entry in
+            if case .bound = entry.state { entry.info } else { nil }
+        }.sorted { $0.session < $1.session }
+    }
+
+    /// The addresses of the bound sessions' users, each once: what a heartbeat refreshes.
+    func boundUsers() -> [String] {
+        Set(boundSessions().map(\.user)).sorted()
+    }
+
+    var count: Int { entries.count }
+
+    private func enqueue(_ item: Outgoing, for session: String) {
+        guard let entry = entries[session] else { return }
+        if case .dropped = entry.outbox.yield(item) {
+            // The client reads slower than it is sent to: close it rather than buffer without
+            // bound. Stored (QoS 1) messages come back at its next login.
+            entries[session]?.state = .closing
+            entry.abort()
+        }
+    }
+}

@@ -1,0 +1,275 @@
+import MyIMWire
+
+/// The messages of the server-to-server link between an endpoint and its domain's center.
+///
+/// They are layer-2 packets like the client protocol's, numbered from 2001 so that they can
+/// never be mistaken for a client message: an endpoint never forwards a client packet whose
+/// type is not in ``MessageType``, and the center never accepts a client type on a link
+/// except inside ``FromClient``. See `docs/ARCHITECTURE.md` (the link).
+public enum LinkMessageType: UInt32, CaseIterable, Sendable {
+    case hello = 2001
+    case welcome = 2002
+    case sessionOpen = 2003
+    case sessionReady = 2004
+    case sessionClose = 2005
+    case fromClient = 2006
+    case toClient = 2007
+    case kickSession = 2008
+    case ping = 2009
+    case pong = 2010
+    case refused = 2011
+}
+
+/// A typed link message: a fixed type and a body dict.
+public protocol LinkMessage: Hashable, Sendable {
+    static var linkType: LinkMessageType { get }
+    init(body: WireDict) throws(WireError)
+    var body: WireDict { get }
+}
+
+extension LinkMessage {
+    public var packet: Packet { Packet(type: Self.linkType.rawValue, body: body) }
+
+    public init(packet: Packet) throws(WireError) {
+        guard packet.type == Self.linkType.rawValue else {
+            throw WireError(.unexpectedMessage, "expected link message \(Self.linkType.rawValue) (\(Self.linkType)), got \(packet.type)")
+        }
+        try self.init(body: packet.body)
+    }
+}
+
+/// 2001, endpoint → center: the first message on a link.
+public struct LinkHello: LinkMessage {
+    public static let linkType = LinkMessageType.hello
+    /// The endpoint's node name in the topology.
+    public var node: String
+    public var domain: String
+    /// Sessions the endpoint still holds (after a reconnect): the center binds them again.
+    public var sessions: [SessionInfo]
+
+    public init(node: String, domain: String, sessions: [SessionInfo] = []) {
+        self.node = node
+        self.domain = domain
+        self.sessions = sessions
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        node = try body.string("node")
+        domain = try body.string("domain")
+        sessions = try body.dictList("sessions").map { (dict) throws(WireError) in try SessionInfo(dict: dict) }
+    }
+
+    public var body: WireDict {
+        ["node": .string(node), "domain": .string(domain), "sessions": .list(sessions.map { .dict($0.dict) })]
+    }
+}
+
+/// 2002, center → endpoint: the link is accepted.
+public struct LinkWelcome: LinkMessage {
+    public static let linkType = LinkMessageType.welcome
+    public var node: String
+    public var time: Int64
+
+    public init(node: String, time: Int64) {
+        self.node = node
+        self.time = time
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        node = try body.string("node")
+        time = try body.int("time")
+    }
+
+    public var body: WireDict { ["node": .string(node), "time": .int(time)] }
+}
+
+/// 2011, center → endpoint: the link is refused (wrong domain, unknown node); then closed.
+public struct LinkRefused: LinkMessage {
+    public static let linkType = LinkMessageType.refused
+    public var code: ErrorCode
+    public var message: String
+
+    public init(code: ErrorCode, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        code = ErrorCode(Int(truncatingIfNeeded: try body.int("code")))
+        message = try body.string("message")
+    }
+
+    public var body: WireDict { ["code": .int(Int64(code.rawValue)), "message": .string(message)] }
+}
+
+/// Who is behind one client session, as the endpoint verified from the token.
+public struct SessionInfo: Hashable, Sendable {
+    /// Unique per connection: `<endpoint>:<counter>`.
+    public var session: String
+    /// The user's address, from the token.
+    public var user: String
+    /// The user's id, from the token.
+    public var userID: Int64
+    /// The token's session id (one login may reconnect many times).
+    public var login: String
+    /// The token's device hash.
+    public var device: String
+    /// When the session authenticated, ms since 1970.
+    public var since: Int64
+
+    public init(session: String, user: String, login: String, device: String, since: Int64, userID: Int64 = 0) {
+        self.session = session
+        self.user = user
+        self.userID = userID
+        self.login = login
+        self.device = device
+        self.since = since
+    }
+
+    public init(dict: WireDict) throws(WireError) {
+        session = try dict.string("session")
+        user = try dict.string("user")
+        userID = try dict.optionalInt("user_id") ?? 0
+        login = try dict.string("login")
+        device = try dict.string("device")
+        since = try dict.int("since")
+    }
+
+    public var dict: WireDict {
+        [
+            "session": .string(session), "user": .string(user), "user_id": .int(userID), "login": .string(login),
+            "device": .string(device), "since": .int(since),
+        ]
+    }
+}
+
+/// 2003, endpoint → center: a client authenticated; the center binds the session.
+public struct SessionOpen: LinkMessage {
+    public static let linkType = LinkMessageType.sessionOpen
+    public var info: SessionInfo
+
+    public init(info: SessionInfo) { self.info = info }
+    public init(body: WireDict) throws(WireError) { info = try SessionInfo(dict: body) }
+    public var body: WireDict { info.dict }
+}
+
+/// 2004, center → endpoint: the session is bound; `initial` is the body of message 10 that
+/// the endpoint sends first. Queued deliveries follow as ``ToClient``.
+public struct SessionReady: LinkMessage {
+    public static let linkType = LinkMessageType.sessionReady
+    public var session: String
+    public var initial: WireDict
+
+    public init(session: String, initial: WireDict) {
+        self.session = session
+        self.initial = initial
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        session = try body.string("session")
+        initial = try body.dict("initial")
+    }
+
+    public var body: WireDict { ["session": .string(session), "initial": .dict(initial)] }
+}
+
+/// 2005, endpoint → center: the client went away (quit, closed, timed out).
+public struct SessionClose: LinkMessage {
+    public static let linkType = LinkMessageType.sessionClose
+    public var session: String
+    public var reason: String
+
+    public init(session: String, reason: String) {
+        self.session = session
+        self.reason = reason
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        session = try body.string("session")
+        reason = try body.string("reason")
+    }
+
+    public var body: WireDict { ["session": .string(session), "reason": .string(reason)] }
+}
+
+/// 2006, endpoint → center: a client's request, as the client sent it.
+public struct FromClient: LinkMessage {
+    public static let linkType = LinkMessageType.fromClient
+    public var session: String
+    /// The client packet carried (named so as not to shadow ``LinkMessage/packet``, the link packet).
+    public var payload: Packet
+
+    public init(session: String, payload: Packet) {
+        self.session = session
+        self.payload = payload
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        session = try body.string("session")
+        payload = Packet(type: UInt32(truncatingIfNeeded: try body.int("type")), body: try body.dict("body"))
+    }
+
+    public var body: WireDict {
+        ["session": .string(session), "type": .int(Int64(payload.type)), "body": .dict(payload.body)]
+    }
+}
+
+/// 2007, center → endpoint: one packet for one or more of the endpoint's sessions (a group
+/// message to many members on one endpoint crosses the link once).
+public struct ToClient: LinkMessage {
+    public static let linkType = LinkMessageType.toClient
+    public var sessions: [String]
+    /// The client packet carried (named so as not to shadow ``LinkMessage/packet``, the link packet).
+    public var payload: Packet
+
+    public init(sessions: [String], payload: Packet) {
+        self.sessions = sessions
+        self.payload = payload
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        sessions = try body.stringList("sessions")
+        payload = Packet(type: UInt32(truncatingIfNeeded: try body.int("type")), body: try body.dict("body"))
+    }
+
+    public var body: WireDict {
+        ["sessions": .list(sessions.map(WireValue.string)), "type": .int(Int64(payload.type)), "body": .dict(payload.body)]
+    }
+}
+
+/// 2008, center → endpoint: close this session (a newer login of the same user took over):
+/// the endpoint sends message 19 and closes the connection.
+public struct KickSession: LinkMessage {
+    public static let linkType = LinkMessageType.kickSession
+    public var session: String
+    public var reason: String
+
+    public init(session: String, reason: String) {
+        self.session = session
+        self.reason = reason
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        session = try body.string("session")
+        reason = try body.string("reason")
+    }
+
+    public var body: WireDict { ["session": .string(session), "reason": .string(reason)] }
+}
+
+/// 2009 / 2010: link keepalive.
+public struct LinkPing: LinkMessage {
+    public static let linkType = LinkMessageType.ping
+    public var time: Int64
+    public init(time: Int64) { self.time = time }
+    public init(body: WireDict) throws(WireError) { time = try body.int("time") }
+    public var body: WireDict { ["time": .int(time)] }
+}
+
+public struct LinkPong: LinkMessage {
+    public static let linkType = LinkMessageType.pong
+    public var time: Int64
+    public init(time: Int64) { self.time = time }
+    public init(body: WireDict) throws(WireError) { time = try body.int("time") }
+    public var body: WireDict { ["time": .int(time)] }
+}

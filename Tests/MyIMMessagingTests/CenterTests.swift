@@ -1,0 +1,314 @@
+import Foundation
+import MyIMCenter
+import MyIMLink
+import MyIMPresence
+import MyIMWire
+import NIOCore
+import Synchronization
+import Testing
+
+/// A test clock in milliseconds.
+final class CenterClock: Sendable {
+    private let now = Mutex<Int64>(1_800_000_000_000)
+    var milliseconds: Int64 { now.withLock { $0 } }
+    func advance(_ milliseconds: Int64) { now.withLock { $0 += milliseconds } }
+}
+
+/// A center in-process on 127.0.0.1 with a real SQLite file, restartable on the same file.
+struct TestCenter {
+    let center: Center
+    let port: Int
+    let directory: URL
+    let presence: InMemoryPresenceStore
+    private let task: Task<Void, any Error>
+
+    static func start(directory: URL? = nil, presence: InMemoryPresenceStore? = nil, clock: CenterClock = CenterClock()) async throws -> TestCenter {
+        let directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("myim-center-\(UUID().uuidString)")
+        let presence = presence ?? InMemoryPresenceStore(domain: "alpha.example", now: { clock.milliseconds })
+        var configuration = CenterConfiguration(
+            node: "alpha-center", domain: "alpha.example", host: "127.0.0.1", port: 0, protection: .plain,
+            databasePath: directory.appendingPathComponent("center.sqlite").path, endpoints: ["ep1", "ep2"], presence: presence)
+        configuration.clock = { clock.milliseconds }
+        configuration.maxImageBytes = 1024
+        let center = try Center(configuration: configuration)
+        let listener = try await center.bind()
+        let port = try #require(listener.channel.localAddress?.port)
+        let task = Task { try await center.serve(listener) }
+        return TestCenter(center: center, port: port, directory: directory, presence: presence, task: task)
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = try? await task.value
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// One end of a link, as an endpoint would hold it: send link messages, read what comes.
+final class FakeEndpoint {
+    let node: String
+    private var inbound: NIOAsyncChannelInboundStream<Packet>.AsyncIterator
+    private let outbound: NIOAsyncChannelOutboundWriter<Packet>
+    /// Packets read while looking for another one.
+    private var backlog: [Packet] = []
+
+    private init(node: String, inbound: NIOAsyncChannelInboundStream<Packet>, outbound: NIOAsyncChannelOutboundWriter<Packet>) {
+        self.node = node
+        self.inbound = inbound.makeAsyncIterator()
+        self.outbound = outbound
+    }
+
+    static func with<T>(_ node: String, port: Int, sessions: [SessionInfo] = [], _ body: (FakeEndpoint) async throws -> T) async throws -> T {
+        let channel = try await LinkChannel.connect(host: "127.0.0.1", port: port, serverName: "alpha-center", protection: .plain)
+        return try await channel.executeThenClose { inbound, outbound in
+            let endpoint = FakeEndpoint(node: node, inbound: inbound, outbound: outbound)
+            try await outbound.write(LinkHello(node: node, domain: "alpha.example", sessions: sessions).packet)
+            _ = try LinkWelcome(packet: try await endpoint.next { $0.type == LinkMessageType.welcome.rawValue })
+            return try await body(endpoint)
+        }
+    }
+
+    func send(_ message: some LinkMessage) async throws {
+        try await outbound.write(message.packet)
+    }
+
+    /// Opens a session for `user` and returns message 10's body.
+    func open(_ user: String, session: String, userID: Int64 = 1) async throws -> InitialState {
+        try await send(SessionOpen(info: SessionInfo(session: session, user: user, login: "login-\(session)", device: "dev", since: 1, userID: userID)))
+        let ready = try SessionReady(packet: try await next { $0.type == LinkMessageType.sessionReady.rawValue })
+        #expect(ready.session == session)
+        return try InitialState(body: ready.initial)
+    }
+
+    func request(_ message: some WireMessage, session: String) async throws {
+        try await send(FromClient(session: session, payload: message.packet))
+    }
+
+    /// The next client packet for `session`, of `type` if given.
+    func delivery(for session: String, type: MessageType? = nil) async throws -> Packet {
+        let packet = try await next { packet in
+            guard packet.type == LinkMessageType.toClient.rawValue, let message = try? ToClient(packet: packet) else { return false }
+            return message.sessions.contains(session) && (type == nil || message.payload.type == type!.rawValue)
+        }
+        return try ToClient(packet: packet).payload
+    }
+
+    /// The next packet matching `predicate` (within 5 s); others are kept for later.
+    func next(where predicate: (Packet) -> Bool) async throws -> Packet {
+        if let index = backlog.firstIndex(where: predicate) { return backlog.remove(at: index) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            guard let packet = try await inbound.next() else { throw CenterTestFailure("the center closed the link") }
+            if predicate(packet) { return packet }
+            backlog.append(packet)
+        }
+        throw CenterTestFailure("nothing matching arrived within 5 s")
+    }
+
+    /// Whether anything for `session` is waiting now (read what is buffered, without waiting long).
+    var pendingTypes: [UInt32] { backlog.map(\.type) }
+}
+
+struct CenterTestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+@Suite("Center (fake endpoints over real link sockets, real SQLite)", .timeLimit(.minutes(1)))
+struct CenterTests {
+    private func withCenter(_ body: (TestCenter) async throws -> Void) async throws {
+        let center = try await TestCenter.start()
+        do { try await body(center) } catch {
+            await center.stop()
+            center.remove()
+            throw error
+        }
+        await center.stop()
+        center.remove()
+    }
+
+    @Test func chatAcrossTwoEndpointsIsAcceptedDeliveredAndAcked() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                try await FakeEndpoint.with("ep2", port: center.port) { ep2 in
+                    _ = try await ep1.open("alice@alpha.example", session: "ep1:1", userID: 11)
+                    _ = try await ep2.open("bob@alpha.example", session: "ep2:1", userID: 22)
+
+                    // A forged sender in the body is ignored: the session decides.
+                    var chat = Chat(target: .user("Bob@alpha.example"), content: .text("hello bob"), clientMessageID: "c1").packet
+                    chat.body["sender_name"] = .string("mallory@alpha.example")
+                    chat.body["from"] = .string("mallory@alpha.example")
+                    try await ep1.send(FromClient(session: "ep1:1", payload: chat))
+
+                    let accepted = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1"))
+                    #expect(accepted.clientMessageID == "c1")
+                    let delivered = try ChatDelivery(packet: try await ep2.delivery(for: "ep2:1"))
+                    #expect(delivered.senderName == "alice@alpha.example")
+                    #expect(delivered.senderID == 11)
+                    #expect(delivered.targetName == "bob@alpha.example" && delivered.targetID == 22)
+                    #expect(delivered.content == .text("hello bob"))
+                    #expect(delivered.serverMessageID == accepted.serverMessageID)
+                    let copy = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:1"))
+                    #expect(copy.serverMessageID == accepted.serverMessageID, "the sender gets 18 too")
+
+                    #expect(try await center.center.store.pendingCount() == 1, "kept until bob acks")
+                    try await ep2.request(DeliveryAck(ids: [delivered.serverMessageID]), session: "ep2:1")
+                    try await expectEventually { try await center.center.store.pendingCount() == 0 }
+                }
+            }
+        }
+    }
+
+    @Test func aRetriedSendIsAcceptedAgainButDeliveredOnce() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                _ = try await ep1.open("alice@alpha.example", session: "ep1:1")
+                _ = try await ep1.open("bob@alpha.example", session: "ep1:2")
+                let chat = Chat(target: .user("bob@alpha.example"), content: .text("once"), clientMessageID: "retry-me")
+                try await ep1.request(chat, session: "ep1:1")
+                let first = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1"))
+                _ = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:2"))
+                _ = try await ep1.delivery(for: "ep1:1")  // the sender's copy
+                try await ep1.request(chat, session: "ep1:1")
+                let second = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1"))
+                #expect(second.serverMessageID == first.serverMessageID && second.time == first.time)
+                // A marker message proves nothing else was sent to bob in between.
+                try await ep1.request(Chat(target: .user("bob@alpha.example"), content: .text("marker"), clientMessageID: "m"), session: "ep1:1")
+                let next = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:2"))
+                #expect(next.content == .text("marker"))
+                #expect(try await center.center.store.pendingCount() == 2)
+            }
+        }
+    }
+
+    @Test func anOfflineRecipientGetsEverythingInOrderAtLogin() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                _ = try await ep1.open("alice@alpha.example", session: "ep1:1")
+                for index in 0..<5 {
+                    try await ep1.request(
+                        Chat(target: .user("carol@alpha.example"), content: .text("m\(index)"), clientMessageID: "c\(index)"), session: "ep1:1")
+                    _ = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1", type: .chatAccepted))
+                }
+                try await FakeEndpoint.with("ep2", port: center.port) { ep2 in
+                    let initial = try await ep2.open("carol@alpha.example", session: "ep2:1")
+                    #expect(initial.messages.map(\.content) == (0..<5).map { .text("m\($0)") })
+                    #expect(initial.messages.map(\.serverMessageID) == initial.messages.map(\.serverMessageID).sorted())
+                }
+            }
+        }
+    }
+
+    @Test func aNewerLoginKicksTheOlderSession() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                try await FakeEndpoint.with("ep2", port: center.port) { ep2 in
+                    _ = try await ep1.open("dave@alpha.example", session: "ep1:7")
+                    _ = try await ep2.open("dave@alpha.example", session: "ep2:9")
+                    let kick = try KickSession(packet: try await ep1.next { $0.type == LinkMessageType.kickSession.rawValue })
+                    #expect(kick.session == "ep1:7")
+                    let entry = await center.presence.lookup(["dave@alpha.example"])["dave@alpha.example"]
+                    #expect(entry?.session == "ep2:9" && entry?.endpoint == "ep2")
+                }
+            }
+        }
+    }
+
+    @Test func anEndpointCannotActForAnotherEndpointsSession() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                try await FakeEndpoint.with("ep2", port: center.port) { ep2 in
+                    _ = try await ep1.open("erin@alpha.example", session: "ep1:1")
+                    _ = try await ep2.open("frank@alpha.example", session: "ep2:1")
+                    // ep2 claims erin's session: ignored.
+                    try await ep2.request(Chat(target: .user("frank@alpha.example"), content: .text("x"), clientMessageID: "f"), session: "ep1:1")
+                    try await ep1.request(Chat(target: .user("frank@alpha.example"), content: .text("real"), clientMessageID: "r"), session: "ep1:1")
+                    let delivered = try ChatDelivery(packet: try await ep2.delivery(for: "ep2:1"))
+                    #expect(delivered.content == .text("real"))
+                }
+            }
+        }
+    }
+
+    @Test func badRequestsGetCodedErrors() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                _ = try await ep1.open("gina@alpha.example", session: "ep1:1")
+                try await ep1.request(Chat(target: .user("x@beta.example"), content: .text("x"), clientMessageID: "1"), session: "ep1:1")
+                #expect(try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1")).code == .unknownRecipient)
+                try await ep1.request(
+                    Chat(target: .user("hal@alpha.example"), content: .image(bytes: Array(repeating: 1, count: 2000), mime: "image/png"), clientMessageID: "2"),
+                    session: "ep1:1")
+                #expect(try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1")).code == .contentTooLarge)
+                try await ep1.request(Chat(target: .group(7), content: .text("x"), clientMessageID: "3"), session: "ep1:1")
+                #expect(try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1")).code == .notSupportedHere)
+                try await ep1.send(FromClient(session: "ep1:1", payload: Packet(type: 6, body: ["type": .int(0)])))
+                #expect(try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1")).code == .missingKey)
+            }
+        }
+    }
+
+    @Test func friendsSeeEachOthersPresence() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                _ = try await ep1.open("ivan@alpha.example", session: "ep1:1")
+                _ = try await ep1.open("judy@alpha.example", session: "ep1:2")
+                try await ep1.request(AddFriend(to: "judy@alpha.example"), session: "ep1:1")
+                #expect(try AddFriendResult(packet: try await ep1.delivery(for: "ep1:1")).status == .added)
+                #expect(try AddFriendResult(packet: try await ep1.delivery(for: "ep1:2")).username == "ivan@alpha.example")
+                try await ep1.request(AddFriend(to: "judy@alpha.example"), session: "ep1:1")
+                #expect(try AddFriendResult(packet: try await ep1.delivery(for: "ep1:1")).status == .alreadyFriends)
+                try await ep1.request(AddFriend(to: "nobody@alpha.example"), session: "ep1:1")
+                #expect(try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1")).code == .unknownRecipient)
+
+                try await ep1.request(FriendPresenceQuery(), session: "ep1:1")
+                let list = try FriendPresenceList(packet: try await ep1.delivery(for: "ep1:1"))
+                #expect(list.friends.map(\.username) == ["judy@alpha.example"] && list.friends[0].online)
+
+                try await ep1.send(SessionClose(session: "ep1:2", reason: "closed"))
+                let notice = try FriendPresenceNotice(packet: try await ep1.delivery(for: "ep1:1"))
+                #expect(notice.username == "judy@alpha.example" && !notice.online)
+            }
+        }
+    }
+
+    @Test func acknowledgedMessagesSurviveARestartAndNothingIsDeliveredTwice() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-center-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var first = try await TestCenter.start(directory: directory)
+        try await FakeEndpoint.with("ep1", port: first.port) { ep1 in
+            _ = try await ep1.open("kate@alpha.example", session: "ep1:1")
+            for index in 0..<3 {
+                try await ep1.request(Chat(target: .user("leo@alpha.example"), content: .text("t\(index)"), clientMessageID: "k\(index)"), session: "ep1:1")
+                _ = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1", type: .chatAccepted))
+            }
+        }
+        await first.stop()
+        first = try await TestCenter.start(directory: directory)
+        defer { Task { [first] in await first.stop() } }
+        try await FakeEndpoint.with("ep1", port: first.port) { ep1 in
+            // The sender retries its last message after the restart: recognised.
+            _ = try await ep1.open("kate@alpha.example", session: "ep1:2")
+            try await ep1.request(Chat(target: .user("leo@alpha.example"), content: .text("t2"), clientMessageID: "k2"), session: "ep1:2")
+            _ = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:2", type: .chatAccepted))
+            let initial = try await ep1.open("leo@alpha.example", session: "ep1:3")
+            #expect(initial.messages.map(\.content) == [.text("t0"), .text("t1"), .text("t2")])
+            try await ep1.request(DeliveryAck(ids: initial.messages.map(\.serverMessageID)), session: "ep1:3")
+            try await expectEventually { try await first.center.store.pendingCount() == 0 }
+        }
+        await first.stop()
+    }
+}
+
+/// Polls `condition` for up to 5 s.
+func expectEventually(_ condition: () async throws -> Bool, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let deadline = ContinuousClock.now + .seconds(5)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    Issue.record("the condition did not become true within 5 s", sourceLocation: sourceLocation)
+}

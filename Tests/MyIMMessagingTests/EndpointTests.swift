@@ -1,0 +1,296 @@
+import Foundation
+import MyIMAuth
+@testable import MyIMEndpoint
+import MyIMLink
+import MyIMPresence
+import MyIMWire
+import Testing
+
+/// The endpoint against a scripted center: token auth, relaying both ways, kicks, the link
+/// going down and coming back, presence heartbeats, limits and timeouts.
+@Suite struct EndpointTests {
+    // MARK: - Authentication
+
+    @Test func tokenAuthGetsAuthOKThenInitialStateInOrder() async throws {
+        try await EndpointHarness.with { harness in
+            let client = try await harness.connect()
+            try await client.send(TokenAuth(token: try await harness.token(login: "login-42"), device: "sha256:device"))
+
+            let authOK = try AuthOK(packet: try #require(await client.next()))
+            #expect(authOK.username == "alice@alpha.example")
+            #expect(authOK.sessionID == "login-42")
+            #expect(authOK.node == EndpointHarness.node)
+            let initial = try #require(await client.next())
+            #expect(initial.type == MessageType.initialState.rawValue)
+            #expect(try InitialState(packet: initial) == InitialState(friends: [], groups: [], messages: []))
+
+            let open = try SessionOpen(packet: try #require(await harness.center.take(.sessionOpen)))
+            #expect(open.info.user == "alice@alpha.example")
+            #expect(open.info.login == "login-42")
+            #expect(open.info.session == "\(EndpointHarness.node):1")
+            #expect(open.info.device == TokenClaims.deviceHash(of: "sha256:device"))
+            #expect(open.info.userID == 7)
+            #expect(await harness.endpoint.sessionCount == 1)
+        }
+    }
+
+    @Test func aFirstMessageOtherThanTokenAuthIsRefusedAndClosed() async throws {
+        try await EndpointHarness.with { harness in
+            let client = try await harness.connect()
+            try await client.send(Ping(time: 1))
+            let error = try ErrorMessage(packet: try #require(await client.next()))
+            #expect(error.code == .notLoggedIn)
+            #expect(error.data.contains("token auth (41)"))
+            #expect(await client.waitClosed())
+            #expect(await harness.center.take(.sessionOpen, timeout: .milliseconds(100)) == nil)
+        }
+    }
+
+    @Test(arguments: [
+        (TokenCase.expired, ErrorCode.tokenExpired), (.forged, .tokenBadSignature), (.otherDomain, .unknownDomain),
+    ])
+    func aBadTokenIsRefusedWithItsCodeAndClosed(token: TokenCase, code: ErrorCode) async throws {
+        try await EndpointHarness.with { harness in
+            let client = try await harness.connect()
+            let text = switch token {
+            case .expired: try await harness.token(now: Date().addingTimeInterval(-2 * 86_400))
+            case .forged: try await harness.token(key: .init())
+            case .otherDomain: try await harness.token("bob@beta.example")
+            }
+            try await client.send(TokenAuth(token: text))
+            let error = try ErrorMessage(packet: try #require(await client.next()))
+            #expect(error.code == code)
+            #expect(!error.data.isEmpty)
+            #expect(await client.waitClosed())
+        }
+    }
+
+    enum TokenCase: Sendable, CustomTestStringConvertible {
+        case expired, forged, otherDomain
+        var testDescription: String { "\(self)" }
+    }
+
+    @Test func aSessionTheCenterNeverBindsGets330AndIsClosed() async throws {
+        try await EndpointHarness.with({ $0.sessionReadyTimeout = .milliseconds(300) }) { harness in
+            await harness.center.setMode(.ignoreSessionOpens)
+            let client = try await harness.connect()
+            try await client.send(TokenAuth(token: try await harness.token()))
+            let error = try ErrorMessage(packet: try #require(await client.next()))
+            #expect(error.code == .centerUnavailable)
+            #expect(await client.waitClosed())
+            #expect(await endpointEventually { await harness.endpoint.sessionCount == 0 })
+        }
+    }
+
+    // MARK: - Relaying
+
+    @Test func clientRequestsReachTheCenterUnderTheEndpointsSessionID() async throws {
+        try await EndpointHarness.with { harness in
+            let (client, session) = try await harness.authenticated()
+            // A body field cannot choose the session: the endpoint stamps its own.
+            var chat = Chat(target: .user("bob@alpha.example"), content: .text("hi"), clientMessageID: "c1").packet
+            chat.body["session"] = .string("ep9:999")
+            try await client.send(chat)
+
+            let relayed = try FromClient(packet: try #require(await harness.center.take(.fromClient)))
+            #expect(relayed.session == session)
+            #expect(relayed.payload == chat)
+            // The fake center echoes chats back as ToClient.
+            #expect(await client.next() == chat)
+        }
+    }
+
+    @Test func toClientReachesListedSessionsAndIgnoresUnknownOnes() async throws {
+        try await EndpointHarness.with { harness in
+            let (alice, aliceSession) = try await harness.authenticated("alice@alpha.example")
+            let (bob, bobSession) = try await harness.authenticated("bob@alpha.example")
+            let accepted = ChatAccepted(clientMessageID: "c1", serverMessageID: 9, time: 5).packet
+            try await harness.center.send(ToClient(sessions: ["ep1:404", aliceSession, bobSession], payload: accepted))
+            #expect(await alice.next() == accepted)
+            #expect(await bob.next() == accepted)
+        }
+    }
+
+    @Test func pingIsAnsweredLocally() async throws {
+        try await EndpointHarness.with { harness in
+            let (client, _) = try await harness.authenticated()
+            try await client.send(Ping(time: 1234))
+            #expect(try Pong(packet: try #require(await client.next())).time == 1234)
+            #expect(await harness.center.take(.fromClient, timeout: .milliseconds(100)) == nil)
+        }
+    }
+
+    @Test func unknownAndLinkTypesGet117AndTheConnectionStaysOpen() async throws {
+        try await EndpointHarness.with { harness in
+            let (client, _) = try await harness.authenticated()
+            for type: UInt32 in [LinkMessageType.fromClient.rawValue, 9999, MessageType.authOK.rawValue, MessageType.tokenAuth.rawValue] {
+                try await client.send(Packet(type: type, body: ["session": .string("ep1:1"), "type": .int(6), "body": .dict([:])]))
+                let error = try ErrorMessage(packet: try #require(await client.next()))
+                let expected: ErrorCode = type >= 2001 || type == 9999 ? .unknownMessageType : .notSupportedHere
+                #expect(error.code == expected, "type \(type)")
+            }
+            try await client.send(Ping(time: 1))
+            #expect(await client.next()?.type == MessageType.pong.rawValue)
+            #expect(await harness.center.take(.fromClient, timeout: .milliseconds(100)) == nil)
+        }
+    }
+
+    /// PROTOCOL 5.1: a handshake type inside a frame closes the connection (201), enforced by
+    /// the secure channel before the endpoint sees it.
+    @Test func aHandshakeTypeAfterTheHandshakeClosesTheConnection() async throws {
+        try await EndpointHarness.with { harness in
+            let (client, session) = try await harness.authenticated()
+            try await client.send(Packet(type: MessageType.clientHello.rawValue))
+            #expect(await client.waitClosed())
+            let close = try SessionClose(packet: try #require(await harness.center.take(.sessionClose)))
+            #expect(close.session == session)
+        }
+    }
+
+    // MARK: - Ending sessions
+
+    @Test func kickSendsKickedThenCloses() async throws {
+        try await EndpointHarness.with { harness in
+            let (client, session) = try await harness.authenticated()
+            try await harness.center.send(KickSession(session: session, reason: "newer login"))
+            #expect(await client.next()?.type == MessageType.kicked.rawValue)
+            #expect(await client.waitClosed())
+            let close = try SessionClose(packet: try #require(await harness.center.take(.sessionClose)))
+            #expect(close.session == session)
+            #expect(close.reason.contains("kicked"))
+        }
+    }
+
+    @Test func quitIsRelayedAndTheConnectionClosesAfterTheAck() async throws {
+        try await EndpointHarness.with { harness in
+            let (client, session) = try await harness.authenticated()
+            try await client.send(Quit())
+            let relayed = try FromClient(packet: try #require(await harness.center.take(.fromClient)))
+            #expect(relayed.payload.type == MessageType.quit.rawValue)
+            #expect(try QuitAck(packet: try #require(await client.next())).lastSeen == 42)
+            #expect(await client.waitClosed())
+            let close = try SessionClose(packet: try #require(await harness.center.take(.sessionClose)))
+            #expect(close == SessionClose(session: session, reason: "quit"))
+        }
+    }
+
+    @Test func aClientDisconnectingClosesItsSessionAtTheCenter() async throws {
+        try await EndpointHarness.with { harness in
+            let (client, session) = try await harness.authenticated()
+            await client.close()
+            let close = try SessionClose(packet: try #require(await harness.center.take(.sessionClose)))
+            #expect(close == SessionClose(session: session, reason: "the client disconnected"))
+            #expect(await endpointEventually { await harness.endpoint.sessionCount == 0 })
+        }
+    }
+
+    @Test func aSilentClientIsClosedAfterTheIdleTimeout() async throws {
+        try await EndpointHarness.with({ $0.idleTimeout = .milliseconds(300) }) { harness in
+            let (client, session) = try await harness.authenticated()
+            #expect(await client.waitClosed())
+            let close = try SessionClose(packet: try #require(await harness.center.take(.sessionClose)))
+            #expect(close.session == session)
+            #expect(close.reason.contains("idle timeout"))
+        }
+    }
+
+    @Test func connectionsOverThePerSourceLimitGet331() async throws {
+        try await EndpointHarness.with({ $0.maxConnectionsPerSource = 1 }) { harness in
+            let (first, _) = try await harness.authenticated()
+            let second = try await harness.connect()
+            let error = try ErrorMessage(packet: try #require(await second.next()))
+            #expect(error.code == .tooManyConnections)
+            #expect(await second.waitClosed())
+            // The first is untouched, and its slot is freed when it leaves.
+            try await first.send(Ping())
+            #expect(await first.next()?.type == MessageType.pong.rawValue)
+            await first.close()
+            #expect(await endpointEventually { harness.endpoint.limiter.count("127.0.0.1") == 0 })
+            let third = try await harness.connect()
+            try await third.send(TokenAuth(token: try await harness.token()))
+            #expect(await third.next()?.type == MessageType.authOK.rawValue)
+        }
+    }
+
+    // MARK: - The link
+
+    @Test func whileTheCenterIsDownRequestsGet330AndTheLinkComesBackWithTheSession() async throws {
+        try await EndpointHarness.with { harness in
+            let (client, session) = try await harness.authenticated()
+            _ = await harness.center.take(.hello)
+            await harness.center.setMode(.refuseLinks)
+            await harness.center.dropLink()
+            #expect(await endpointEventually { await !harness.endpoint.isLinkUp })
+
+            let chat = Chat(target: .user("bob@alpha.example"), content: .text("hi"), clientMessageID: "c1")
+            try await client.send(chat)
+            let error = try ErrorMessage(packet: try #require(await client.next()))
+            #expect(error.code == .centerUnavailable)
+            #expect(error.data == "the center is unreachable; retry")
+
+            await harness.center.setMode(.normal)
+            let hello = try LinkHello(packet: try #require(await harness.center.take(.hello)))
+            #expect(hello.node == EndpointHarness.node)
+            #expect(hello.domain == EndpointHarness.domain)
+            #expect(hello.sessions.map(\.session) == [session])
+            #expect(await endpointEventually { await harness.endpoint.isLinkUp })
+
+            // The QoS-1 retry with the same client_msg_id now goes through; the center's
+            // SessionReady for the re-bound session sends the client no second 42 or 10.
+            try await client.send(chat)
+            let relayed = try FromClient(packet: try #require(await harness.center.take(.fromClient)))
+            #expect(relayed.session == session)
+            #expect(await client.next() == chat.packet)
+            #expect(await harness.center.take(.sessionClose, timeout: .milliseconds(200)) == nil)
+        }
+    }
+
+    @Test func aClientAuthenticatingWhileTheLinkIsDownIsBoundWhenItReturns() async throws {
+        try await EndpointHarness.with { harness in
+            _ = await harness.center.take(.hello)
+            await harness.center.setMode(.refuseLinks)
+            await harness.center.dropLink()
+            #expect(await endpointEventually { await !harness.endpoint.isLinkUp })
+
+            let client = try await harness.connect()
+            try await client.send(TokenAuth(token: try await harness.token()))
+            try await Task.sleep(for: .milliseconds(300))
+            await harness.center.setMode(.normal)
+            #expect(await client.next()?.type == MessageType.authOK.rawValue)
+            #expect(await client.next()?.type == MessageType.initialState.rawValue)
+            let hello = try LinkHello(packet: try #require(await harness.center.take(.hello)))
+            #expect(hello.sessions.isEmpty)
+            // Opened exactly once on the new link.
+            #expect(await harness.center.take(.sessionOpen) != nil)
+            #expect(await harness.center.take(.sessionOpen, timeout: .milliseconds(200)) == nil)
+        }
+    }
+
+    // MARK: - Presence
+
+    @Test func heartbeatsKeepHeldUsersOnline() async throws {
+        try await EndpointHarness.with { harness in
+            let (_, session) = try await harness.authenticated()
+            let clock = harness.presenceClock
+            // The center marks alice online with a short TTL; only heartbeats keep her there.
+            let entry = PresenceEntry(user: "alice@alpha.example", endpoint: EndpointHarness.node, session: session, device: "d", since: clock.milliseconds)
+            _ = try await harness.presence.setOnline(entry, ttlSeconds: 1)
+            clock.advance(milliseconds: 500)
+            try await Task.sleep(for: .milliseconds(200))  // several 50 ms heartbeats
+            clock.advance(milliseconds: 5_000)
+            #expect(try await harness.presence.lookup(["alice@alpha.example"])["alice@alpha.example"]?.session == session)
+            #expect(try await harness.presence.liveEndpoints(domain: EndpointHarness.domain) == [EndpointHarness.node])
+        }
+    }
+
+    @Test func usersNotHeldAreLeftToExpire() async throws {
+        try await EndpointHarness.with { harness in
+            let clock = harness.presenceClock
+            let entry = PresenceEntry(user: "carol@alpha.example", endpoint: EndpointHarness.node, session: "ep1:77", device: "d", since: 0)
+            _ = try await harness.presence.setOnline(entry, ttlSeconds: 1)
+            try await Task.sleep(for: .milliseconds(200))
+            clock.advance(milliseconds: 2_000)
+            #expect(try await harness.presence.lookup(["carol@alpha.example"]).isEmpty)
+        }
+    }
+}

@@ -1,0 +1,45 @@
+@testable import MyIMEndpoint
+import MyIMWire
+import Testing
+
+extension EndpointTests {
+    /// The pure parts: routing client packets and the reconnect backoff.
+    @Suite struct Units {
+        @Test func clientPacketRoutes() {
+            #expect(ClientPacketRoute(type: MessageType.ping.rawValue) == .ping)
+            #expect(ClientPacketRoute(type: MessageType.pong.rawValue) == .ignore)
+            for type in [1, 2, 3, 4, 5, 6, 7, 23, 24, 25, 27, 29, 30, 32, 35, 36, 37, 39, 43] as [UInt32] {
+                #expect(ClientPacketRoute(type: type) == .relay, "type \(type)")
+            }
+            for type in [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 26, 28, 31, 33, 34, 38, 40, 41, 42, 44] as [UInt32] {
+                guard case .refuse(let code, _) = ClientPacketRoute(type: type) else {
+                    Issue.record("type \(type) should be refused")
+                    continue
+                }
+                #expect(code == .notSupportedHere, "type \(type)")
+            }
+            for type in [0, 45, 1001, 1006, 2001, 2006, 2011, 9999, UInt32.max] as [UInt32] {
+                guard case .refuse(let code, _) = ClientPacketRoute(type: type) else {
+                    Issue.record("type \(type) should be refused")
+                    continue
+                }
+                #expect(code == .unknownMessageType, "type \(type)")
+            }
+        }
+
+        @Test func backoffDoublesFrom100msTo5sWithJitter() {
+            var backoff = ReconnectBackoff()
+            let ceilings: [Duration] = (0..<10).map { _ in
+                defer { _ = backoff.next(unit: 1) }
+                return backoff.ceiling
+            }
+            #expect(ceilings == [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .milliseconds(1600),
+                                 .milliseconds(3200), .seconds(5), .seconds(5), .seconds(5), .seconds(5)])
+            #expect(backoff.next(unit: 0) == .milliseconds(2500))
+            #expect(backoff.next(unit: 0.5) == .milliseconds(3750))
+            backoff.reset()
+            #expect(backoff.next(unit: 1) == .milliseconds(100))
+            #expect(backoff.next(unit: 0) == .milliseconds(100))
+        }
+    }
+}
