@@ -170,6 +170,15 @@ let package = Package(
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
             ]
         ),
+        // Helpers for the test targets only (a real redis-server on a free port, …).
+        .target(
+            name: "MyIMTestSupport",
+            dependencies: [
+                "MyIMRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // The client library: MYIM_HOME, register, login, the saved session.
         .target(
             name: "MyIMClient",
@@ -234,6 +243,7 @@ let package = Package(
             name: "MyIMRedisTests",
             dependencies: [
                 "MyIMRedis",
+                "MyIMTestSupport",
                 "MyIMPresence",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -242,6 +252,7 @@ let package = Package(
         .testTarget(
             name: "MyIMMessagingTests",
             dependencies: [
+                "MyIMTestSupport",
                 "MyIMWire",
                 "MyIMSecureChannel",
                 "MyIMTransport",

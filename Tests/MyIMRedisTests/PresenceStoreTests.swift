@@ -1,3 +1,4 @@
+import MyIMTestSupport
 import MyIMPresence
 import MyIMRedis
 import Synchronization

@@ -1,3 +1,4 @@
+import MyIMTestSupport
 import MyIMRedis
 import NIOCore
 import NIOPosix

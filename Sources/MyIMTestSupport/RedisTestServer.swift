@@ -4,13 +4,15 @@ import NIOCore
 import NIOPosix
 import Testing
 
+// Test support shared by the test targets (one helper module, not copies).
+
 /// A real `redis-server` on a free port of 127.0.0.1, no persistence, killed by PID when done.
-final class RedisTestServer: Sendable {
-    let port: Int
-    let pid: Int32
+public final class RedisTestServer: Sendable {
+    public let port: Int
+    public let pid: Int32
     private let process: Process
 
-    var url: RedisURL { RedisURL(host: "127.0.0.1", port: self.port) }
+    public var url: RedisURL { RedisURL(host: "127.0.0.1", port: self.port) }
 
     private init(port: Int, process: Process) {
         self.port = port
@@ -19,7 +21,7 @@ final class RedisTestServer: Sendable {
     }
 
     /// Starts a server and waits (up to 10 s) until it answers PING.
-    static func start() async throws -> RedisTestServer {
+    public static func start() async throws -> RedisTestServer {
         let port = try await self.freePort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -48,14 +50,14 @@ final class RedisTestServer: Sendable {
     }
 
     /// SIGKILL, then reap.
-    func kill() {
+    public func kill() {
         if self.process.isRunning {
             _ = Foundation.kill(self.pid, SIGKILL)
         }
         self.process.waitUntilExit()
     }
 
-    func connect(configuration: RedisConnection.Configuration = .init(commandTimeout: .seconds(10))) async throws -> RedisConnection {
+    public func connect(configuration: RedisConnection.Configuration = .init(commandTimeout: .seconds(10))) async throws -> RedisConnection {
         try await RedisConnection.connect(to: self.url, configuration: configuration)
     }
 
@@ -72,9 +74,9 @@ final class RedisTestServer: Sendable {
     }
 
     /// The server of the enclosing suite (see ``RedisServerTrait``).
-    @TaskLocal static var shared: RedisTestServer?
+    @TaskLocal public static var shared: RedisTestServer?
 
-    static var current: RedisTestServer {
+    public static var current: RedisTestServer {
         get throws {
             try #require(self.shared, "the suite needs the .redisServer trait")
         }
@@ -82,8 +84,10 @@ final class RedisTestServer: Sendable {
 }
 
 /// Runs the suite with one redis-server, killed when the suite ends.
-struct RedisServerTrait: SuiteTrait, TestScoping {
-    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+public struct RedisServerTrait: SuiteTrait, TestScoping {
+    public init() {}
+
+    public func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
         let server = try await RedisTestServer.start()
         do {
             try await RedisTestServer.$shared.withValue(server) {
@@ -98,16 +102,16 @@ struct RedisServerTrait: SuiteTrait, TestScoping {
 }
 
 extension Trait where Self == RedisServerTrait {
-    static var redisServer: Self { Self() }
+    public static var redisServer: Self { Self() }
 }
 
 /// A unique name for keys and domains, so that tests sharing a server do not meet.
-func uniqueName(_ base: String) -> String {
+public func uniqueName(_ base: String) -> String {
     "\(base)-\(UUID().uuidString.prefix(8).lowercased())"
 }
 
 /// `INFO stats` field as an integer.
-func infoStat(_ connection: RedisConnection, _ field: String) async throws -> Int {
+public func infoStat(_ connection: RedisConnection, _ field: String) async throws -> Int {
     let info = try #require(try await connection.send(["INFO", "stats"]).string)
     for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix(field + ":") {
         return try #require(Int(line.dropFirst(field.count + 1)))

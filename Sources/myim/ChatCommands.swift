@@ -1,0 +1,257 @@
+import ArgumentParser
+import Foundation
+import MyIMClient
+import MyIMSecureChannel
+import MyIMWire
+
+/// `--endpoint` and `--pin`, for the commands that talk to an endpoint.
+struct MessagingEndpointOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Connect to this endpoint instead of the best one of the saved server list. It must be in the signed list, unless --pin gives its key.",
+        valueName: "host:port"))
+    var endpoint: String?
+
+    @Option(help: ArgumentHelp("With --endpoint outside the signed server list: the endpoint's key fingerprint.", valueName: "sha256:…"))
+    var pin: String?
+
+    func validate() throws {
+        if let pin {
+            guard KeyFingerprint(pin) != nil else {
+                throw ValidationError("--pin must be sha256: followed by 64 hex digits, as the endpoint's operator gives it")
+            }
+            guard endpoint != nil else { throw ValidationError("--pin only applies with --endpoint host:port") }
+        }
+    }
+
+    /// Loads the saved session and connects; endpoints skipped on the way are reported on
+    /// standard error.
+    func connect(home: ClientHome) async throws(ClientError) -> MessagingConnection {
+        guard let session = try home.loadSession() else {
+            throw ClientError(.notLoggedIn, "not logged in (no session in \(home.sessionPath)); run myim login <address> --password-stdin")
+        }
+        let connection = try await MessagingConnection.open(
+            session: session, home: home, endpoint: endpoint, pin: pin.flatMap(KeyFingerprint.init))
+        for skipped in connection.skipped {
+            FileHandle.standardError.write(Data("myim: skipped \(skipped.endpoint): \(skipped.error.message)\n".utf8))
+        }
+        return connection
+    }
+}
+
+/// `myim send bob@alpha.example "text" [--image FILE]`: sends a chat message.
+struct SendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send",
+        abstract: "Send a text or an image to another user.",
+        discussion: """
+            Uses the saved session (myim login) and the best endpoint of its signed server list, or --endpoint. \
+            With --image the image is sent, then the text if one is given too. Prints each message's server id and \
+            time (one JSON object per message with --json). Sent messages are also kept in the local history \
+            ($MYIM_HOME/history/<peer>.jsonl). Exits with 1 and the server's message when a message is refused.
+            """
+    )
+
+    /// Images larger than this are refused before connecting.
+    static let maxImageBytes = 4 * 1024 * 1024
+
+    @Argument(help: "The recipient's address, e.g. bob@alpha.example (a bare name means your own domain).")
+    var recipient: String
+
+    @Argument(help: "The text to send.")
+    var text: String?
+
+    @Option(help: ArgumentHelp("Send this image file (at most 4 MiB).", valueName: "file"))
+    var image: String?
+
+    @Option(help: ArgumentHelp("The image's media type (default: from its first bytes, else its extension).", valueName: "type"))
+    var mime: String?
+
+    @Option(help: ArgumentHelp("1: stored until the recipient has it (default); 0: best effort, not stored.", valueName: "0|1"))
+    var qos: Int64 = 1
+
+    @OptionGroup var endpoint: MessagingEndpointOptions
+    @OptionGroup var output: ClientOutputOptions
+
+    func validate() throws {
+        guard text != nil || image != nil else { throw ValidationError("give a text to send, or --image FILE") }
+        guard QoS(rawValue: qos) != nil else { throw ValidationError("--qos must be 0 or 1") }
+        guard !recipient.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("give the recipient's address") }
+        if let text, text.isEmpty, image == nil { throw ValidationError("the text is empty") }
+    }
+
+    func run() async throws {
+        do {
+            var contents: [ChatContent] = []
+            if let image { contents.append(try Self.loadImage(image, mime: mime)) }
+            if let text, !text.isEmpty { contents.append(.text(text)) }
+            let qos = QoS(rawValue: qos) ?? .atLeastOnce
+
+            let connection = try await endpoint.connect(home: output.clientHome)
+            for content in contents {
+                let accepted: ChatAccepted
+                do {
+                    accepted = try await connection.send(content, to: recipient, qos: qos)
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+                report(accepted, content: content, qos: qos, endpoint: connection.endpoint)
+            }
+            // Quitting waits for 44, by which time the copies (18) of what was sent are in history.
+            do {
+                try await connection.quit()
+            } catch {
+                FileHandle.standardError.write(Data("myim: warning: the session did not end cleanly: \(error.message)\n".utf8))
+            }
+        } catch {
+            throw output.fail(error)
+        }
+    }
+
+    private func report(_ accepted: ChatAccepted, content: ChatContent, qos: QoS, endpoint: EndpointCandidate) {
+        let kind = if case .image = content { "image" } else { "text" }
+        if output.json {
+            output.printJSON([
+                "to": recipient, "kind": kind, "server_msg_id": accepted.serverMessageID, "client_msg_id": accepted.clientMessageID,
+                "time": accepted.time, "qos": qos.rawValue, "endpoint": endpoint.address.description,
+            ])
+        } else {
+            print("sent \(kind) to \(recipient): server id \(accepted.serverMessageID) at \(SessionSummary.iso8601(accepted.time))")
+        }
+    }
+
+    /// The image at `path` as chat content, checked against ``maxImageBytes``.
+    static func loadImage(_ path: String, mime: String?) throws(ClientError) -> ChatContent {
+        let path = (path as NSString).expandingTildeInPath
+        let attributes: [FileAttributeKey: Any]
+        do { attributes = try FileManager.default.attributesOfItem(atPath: path) } catch {
+            throw ClientError(.invalidField, "cannot read the image \(path): \(error.localizedDescription)")
+        }
+        let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= maxImageBytes else {
+            throw ClientError(.contentTooLarge, "the image \(path) is \(size) bytes; at most \(maxImageBytes) (4 MiB) can be sent")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw ClientError(.invalidField, "cannot read the image \(path)") }
+        guard data.count <= maxImageBytes else {
+            throw ClientError(.contentTooLarge, "the image \(path) is \(data.count) bytes; at most \(maxImageBytes) (4 MiB) can be sent")
+        }
+        guard !data.isEmpty else { throw ClientError(.invalidField, "the image \(path) is empty") }
+        return .image(bytes: Array(data), mime: mime ?? mediaType(of: Array(data.prefix(12)), path: path))
+    }
+
+    /// The media type from the file's first bytes, else from its extension; nil if unknown.
+    static func mediaType(of head: [UInt8], path: String) -> String? {
+        if head.starts(with: [0x89, 0x50, 0x4e, 0x47]) { return "image/png" }
+        if head.starts(with: [0xff, 0xd8, 0xff]) { return "image/jpeg" }
+        if head.starts(with: Array("GIF8".utf8)) { return "image/gif" }
+        if head.count >= 12, head.starts(with: Array("RIFF".utf8)), Array(head[8..<12]) == Array("WEBP".utf8) { return "image/webp" }
+        switch (path as NSString).pathExtension.lowercased() {
+        case "png": return "image/png"
+        case "jpg", "jpeg": return "image/jpeg"
+        case "gif": return "image/gif"
+        case "webp": return "image/webp"
+        case "svg": return "image/svg+xml"
+        default: return nil
+        }
+    }
+}
+
+/// `myim inbox [--wait SECONDS]`: prints what is waiting and what arrives, and acknowledges it.
+struct InboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inbox",
+        abstract: "Receive messages: those waiting first, then whatever arrives until the wait ends.",
+        discussion: """
+            Each message is written to the local history ($MYIM_HOME/history/<peer>.jsonl) and then acknowledged, so \
+            that the server stops keeping it. With --json every message is printed as one JSON object in message 18's \
+            layout (image bytes in base64), and other events as objects with an "event" key (presence, error, kicked). \
+            Exits with 0 after the wait; with 1 when the connection fails, is refused, or a newer login takes over.
+            """
+    )
+
+    @Option(help: ArgumentHelp("How long to wait for new messages after the waiting ones, in seconds (at most 3600).", valueName: "seconds"))
+    var wait: Double = 2
+
+    @OptionGroup var endpoint: MessagingEndpointOptions
+    @OptionGroup var output: ClientOutputOptions
+
+    func validate() throws {
+        guard wait.isFinite, (0...3600).contains(wait) else { throw ValidationError("--wait must be from 0 to 3600 seconds") }
+    }
+
+    func run() async throws {
+        do {
+            let connection = try await endpoint.connect(home: output.clientHome)
+            let me = connection.authOK.username.lowercased()
+            do {
+                for delivery in connection.initialState.messages {
+                    show(delivery, me: me)
+                    try await acknowledge(delivery, me: me, on: connection)
+                }
+                let deadline = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
+                while ContinuousClock.now < deadline {
+                    guard let event = await connection.next(timeout: deadline - ContinuousClock.now) else {
+                        if let reason = await connection.closedReason { throw reason }
+                        continue
+                    }
+                    switch event {
+                    case .delivery(let delivery):
+                        show(delivery, me: me)
+                        try await acknowledge(delivery, me: me, on: connection)
+                    case .historyFailed(let delivery, let error):
+                        show(delivery, me: me)
+                        warn("not acknowledged, it will come again: \(error.message)")
+                    case .presence(let notice):
+                        if output.json {
+                            output.printJSON([
+                                "event": "presence", "username": notice.username, "online": notice.online, "time": notice.time,
+                                "status": notice.status?.rawValue ?? (notice.online ? "online" : "offline"),
+                            ])
+                        } else {
+                            print("\(SessionSummary.iso8601(notice.time))  \(notice.username) is \(notice.online ? "online" : "offline")")
+                        }
+                    case .kicked:
+                        if output.json { output.printJSON(["event": "kicked"]) }
+                    case .error(let error):
+                        if output.json { output.printJSON(["event": "error", "code": error.code.rawValue, "message": error.message]) }
+                        warn("the server reported: \(error)")
+                    case .other:
+                        break
+                    }
+                }
+            } catch {
+                await connection.close()
+                throw error
+            }
+            do {
+                try await connection.quit()
+            } catch {
+                warn("warning: the session did not end cleanly: \(error.message)")
+            }
+        } catch {
+            throw output.fail(error)
+        }
+    }
+
+    /// Acknowledges a QoS 1 message addressed to this user (it is in history by now).
+    private func acknowledge(_ delivery: ChatDelivery, me: String, on connection: MessagingConnection) async throws(ClientError) {
+        guard delivery.qos == .atLeastOnce, delivery.senderName.lowercased() != me else { return }
+        try await connection.ack([delivery.serverMessageID])
+    }
+
+    private func show(_ delivery: ChatDelivery, me: String) {
+        if output.json {
+            print(HistoryRecord(delivery).jsonLine)
+            return
+        }
+        let body = switch delivery.content {
+        case .text(let text): text
+        case .image(let bytes, let mime): "[image\(mime.map { " \($0)" } ?? ""), \(bytes.count) bytes]"
+        }
+        print("\(SessionSummary.iso8601(delivery.time))  \(delivery.senderName) → \(delivery.targetName)  \(body)")
+    }
+
+    private func warn(_ text: String) {
+        FileHandle.standardError.write(Data("myim: \(text)\n".utf8))
+    }
+}
