@@ -1,6 +1,7 @@
 import ArgumentParser
 import Crypto
 import Foundation
+import Logging
 import MyIMLoginCenter
 import MyIMSecureChannel
 import MyIMTransport
@@ -40,7 +41,10 @@ struct BenchLogins: AsyncParsableCommand {
             host: "127.0.0.1", port: 0, identity: identity, servers: ["bench.example": []], defaultDomain: "bench.example",
             databasePath: directory.appendingPathComponent("login.sqlite").path, tokenSigningKey: Curve25519.Signing.PrivateKey(),
             issuer: "myim:bench")
-        let center = await LoginCenter(configuration: configuration, store: try SQLiteAccountStore(path: configuration.databasePath))
+        var logger = Logger(label: "myim.bench")
+        logger.logLevel = .warning
+        let center = await LoginCenter(
+            configuration: configuration, store: try SQLiteAccountStore(path: configuration.databasePath), logger: logger)
         let listener = try await center.bind()
         let port = listener.channel.localAddress?.port ?? 0
         let server = Task { try await center.serve(listener) }
@@ -48,7 +52,7 @@ struct BenchLogins: AsyncParsableCommand {
 
         print("MyIM login center, \(System.coreCount) cores, \(clients) clients, \(seconds) s per row, scrypt N=2^14 r=8 p=1")
         let bound = try await scryptBound()
-        print(String(format: "%-44@ %10.1f /s", "scrypt hashes, all cores (the bound)" as NSString, bound))
+        row("scrypt hashes, all cores (the bound)", String(format: "%.1f /s", bound))
 
         let fingerprint = identity.publicKey.fingerprint
         let password = "bench-password-1"
@@ -82,11 +86,15 @@ struct BenchLogins: AsyncParsableCommand {
         }
         let elapsed = ContinuousClock.now - start
         let perSecond = Double(counts.ok) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-        print(String(format: "%-44@ %10.1f /s", "full logins (connect + handshake + login)" as NSString, perSecond))
-        print(String(format: "%-44@ %10.1f %%", "full logins / scrypt bound" as NSString, 100 * perSecond / bound))
+        row("full logins (connect + handshake + login)", String(format: "%.1f /s", perSecond))
+        row("full logins / scrypt bound", String(format: "%.1f %%", 100 * perSecond / bound))
         let failed = counts.failed
         if failed > 0 { print("failed logins: \(failed)") }
         try await center.shutdown()
+    }
+
+    private func row(_ name: String, _ value: String) {
+        print(name.padding(toLength: 44, withPad: " ", startingAt: 0) + String(repeating: " ", count: max(0, 12 - value.count)) + value)
     }
 
     /// scrypt hashes per second with every core busy, as the login center runs them.
