@@ -31,12 +31,11 @@ build: deps
 test: deps
 	$(SWIFT) test
 
-# The main job: a release build, the cluster's keys (kept if present), then the login
-# center of topology.yaml in the foreground (Ctrl-C stops it).
+# The main job: a release build, then the whole cluster of topology.yaml on this machine
+# (keys made if missing, Redis started if none answers); Ctrl-C stops everything.
 run: deps
 	$(SWIFT) build -c release --product myim
-	.build/release/myim keys init --topology topology.yaml
-	.build/release/myim login-center --topology topology.yaml
+	.build/release/myim cluster up --topology topology.yaml
 
 # Figures, not tests: the secure channel's costs and full logins/s against the scrypt bound.
 bench: deps

@@ -207,7 +207,8 @@ struct ClientMessagingCluster {
 
     func stop() async {
         for (_, endpoint, _) in endpoints { try? await endpoint.shutdown() }
-        for task in tasks {
+        // Endpoints first, so that their links do not see the center go away.
+        for task in tasks.reversed() {
             task.cancel()
             _ = await task.result
         }
