@@ -42,6 +42,7 @@ bench: deps
 	$(SWIFT) build -c release --product myim
 	.build/release/myim bench core
 	.build/release/myim bench logins
+	.build/release/myim bench messages --rate 500
 
 # libFuzzer on the frame and TLV decoders (see Fuzz/README.md).
 fuzz:

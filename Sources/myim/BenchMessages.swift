@@ -103,12 +103,19 @@ struct BenchMessages: AsyncParsableCommand {
                 if packet.type == MessageType.error.rawValue { senderErrors.add(packet) }
             }
         }
-        defer {
+        do {
+            try await closedLoop(senders: senders, receivers: receivers, current: current)
+            try await openLoop(senders: senders, receivers: receivers, current: current)
+        } catch {
             for client in senders + receivers { client.close() }
+            throw error
         }
-
-        try await closedLoop(senders: senders, receivers: receivers, current: current)
-        try await openLoop(senders: senders, receivers: receivers, current: current)
+        // Close the clients and let the center see every session close before it is stopped.
+        for client in senders + receivers { client.close() }
+        let quiet = ContinuousClock.now + .seconds(10)
+        while await !cluster.center.onlineUsers.isEmpty, ContinuousClock.now < quiet {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         if senderErrors.count > 0 { print("errors (20) received by senders: \(senderErrors.count), first: \(senderErrors.first ?? "")") }
         let strays = current.strays
         if strays > 0 { print("messages 18 that did not belong to the phase running: \(strays)") }
@@ -130,6 +137,7 @@ struct BenchMessages: AsyncParsableCommand {
         current.set(run)
         let cpuBefore = Self.cpuSeconds()
         let clock = ContinuousClock.now
+        let tokens = continuations
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, sender) in senders.enumerated() {
                 let stream = streams[index]
@@ -152,7 +160,7 @@ struct BenchMessages: AsyncParsableCommand {
             group.addTask {
                 try await Task.sleep(for: .nanoseconds(Int64(deadline - start)))
                 await run.drain(limit: Self.drainLimit)
-                for continuation in continuations { continuation.finish() }
+                for continuation in tokens { continuation.finish() }
             }
             try await group.waitForAll()
         }
@@ -190,7 +198,7 @@ struct BenchMessages: AsyncParsableCommand {
         let deadline = start + UInt64(seconds * 1e9)
         let run = PhaseRun(phase: 2, start: start, deadline: deadline, tokens: [])
         current.set(run)
-        let lag = Mutex<UInt64>(0)
+        let lag = Locked<UInt64>(0)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, sender) in senders.enumerated() {
                 group.addTask {
@@ -470,7 +478,7 @@ private struct BenchCluster {
 
 /// Runs `body` but returns after `limit` even if it has not finished (it is then left behind).
 private func waitAtMost(_ limit: Duration, _ body: @escaping @Sendable () async -> Void) async {
-    let done = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    let done = Locked<CheckedContinuation<Void, Never>?>(nil)
     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         done.withLock { $0 = continuation }
         Task {
@@ -482,6 +490,13 @@ private func waitAtMost(_ limit: Duration, _ body: @escaping @Sendable () async 
             done.withLock { $0.take() }?.resume()
         }
     }
+}
+
+/// A value behind a lock, shareable between tasks.
+private final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout sending Value) -> sending R) -> R { mutex.withLock(body) }
 }
 
 // MARK: - A client
