@@ -52,6 +52,19 @@ struct LoginCenterOptions: ParsableArguments {
         try await LoginConnection.open(
             server: server, pin: pin.flatMap(KeyFingerprint.init), home: home, client: "myim-cli/\(MyIMVersion.string)")
     }
+
+    /// Runs `body` on a connection to the login center, closed afterwards whatever happens.
+    func withConnection<T: Sendable>(home: ClientHome, _ body: (LoginConnection) async throws -> T) async throws -> T {
+        let connection = try await connect(home: home)
+        do {
+            let result = try await body(connection)
+            await connection.close()
+            return result
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
 }
 
 /// `--json` and `--home`, for every client command.
@@ -97,15 +110,9 @@ struct RegisterCommand: AsyncParsableCommand {
         let password = try options.readPassword()
         let home = options.output.clientHome
         do {
-            let connection = try await options.connect(home: home)
-            let registered: RegisterOK
-            do {
-                registered = try await connection.register(address: options.address, password: password)
-            } catch {
-                await connection.close()
-                throw error
+            let (registered, connection) = try await options.withConnection(home: home) { connection in
+                (try await connection.register(address: options.address, password: password), connection)
             }
-            await connection.close()
             if options.output.json {
                 options.output.printJSON([
                     "address": registered.username, "user_id": registered.userID, "login_server": connection.server.description,
@@ -138,15 +145,9 @@ struct LoginCommand: AsyncParsableCommand {
         let password = try options.readPassword()
         let home = options.output.clientHome
         do {
-            let connection = try await options.connect(home: home)
-            let session: SavedSession
-            do {
-                session = try await connection.login(address: options.address, password: password)
-            } catch {
-                await connection.close()
-                throw error
+            let session = try await options.withConnection(home: home) { connection in
+                try await connection.login(address: options.address, password: password)
             }
-            await connection.close()
             let summary = SessionSummary(session)
             if options.output.json {
                 print(summary.json())
