@@ -51,6 +51,7 @@ public struct SkippedEndpoint: Sendable, Equatable {
 ///
 /// Every delivery, including the copies of the user's own messages and the unread messages of
 /// ``initialState``, is written to local history (``MessageHistory``) before it is handed out.
+/// Events queue up until taken, so a long-lived connection should keep reading them.
 public actor MessagingConnection {
     /// The endpoint connected to.
     public nonisolated let endpoint: EndpointCandidate
@@ -256,8 +257,9 @@ public actor MessagingConnection {
         }
     }
 
-    /// `address` trimmed and lower-cased, in the user's domain when it has no `@`.
-    private func qualified(_ address: String) -> String {
+    /// `address` trimmed and lower-cased, in the user's domain when it has no `@`: where
+    /// ``send(_:to:qos:clientMessageID:)`` sends.
+    public nonisolated func qualified(_ address: String) -> String {
         let address = address.trimmingWhitespace().lowercased()
         return address.contains("@") ? address : "\(address)@\(session.domain)"
     }

@@ -95,7 +95,7 @@ struct SendCommand: AsyncParsableCommand {
                     await connection.close()
                     throw error
                 }
-                report(accepted, content: content, qos: qos, endpoint: connection.endpoint)
+                report(accepted, to: connection.qualified(recipient), content: content, qos: qos, endpoint: connection.endpoint)
             }
             // Quitting waits for 44, by which time the copies (18) of what was sent are in history.
             do {
@@ -108,7 +108,7 @@ struct SendCommand: AsyncParsableCommand {
         }
     }
 
-    private func report(_ accepted: ChatAccepted, content: ChatContent, qos: QoS, endpoint: EndpointCandidate) {
+    private func report(_ accepted: ChatAccepted, to recipient: String, content: ChatContent, qos: QoS, endpoint: EndpointCandidate) {
         let kind = if case .image = content { "image" } else { "text" }
         if output.json {
             output.printJSON([
