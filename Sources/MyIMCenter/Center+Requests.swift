@@ -38,8 +38,8 @@ extension Center {
                 sessions[request.session]?.status = update.status
                 await notifyFriendsOfStatus(user: user, status: update.status)
             case .fetchOffline:
-                let limit = Int(clamping: try FetchOffline(packet: packet).limit ?? 500)
-                let pending = try await store.pending(for: user, limit: max(1, min(limit, 5000)))
+                let limit = max(1, min(Int(clamping: try FetchOffline(packet: packet).limit ?? 500), 5000))
+                let pending = try await store.pending(for: user, limit: limit)
                 for delivery in pending { await reply(delivery, to: request.session) }
                 await reply(OfflineDone(count: Int64(pending.count), more: pending.count == limit), to: request.session)
             case .quit:

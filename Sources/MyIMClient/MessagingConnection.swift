@@ -68,7 +68,7 @@ public actor MessagingConnection {
     public nonisolated let history: MessageHistory?
     public nonisolated let options: MessagingOptions
 
-    private let router: MessagingRouter
+    let router: MessagingRouter
     private let channel: any Channel
     private let worker: Task<Void, Never>
 

@@ -29,11 +29,15 @@ enum AwaitedReply: Sendable, Equatable {
     case quitAck
     /// 22 echoing this `time`.
     case pong(Int64)
+    /// The next packet of this type (the reply to a request such as 30 → 31 or 27 → 28).
+    case message(UInt32)
+    /// 14 naming this friend (lower case): the answer to 3. The friend's own 14 names the adder.
+    case friendAdded(String)
 
-    /// Whether a 20 can be the answer: chats are the only requests the center may refuse.
+    /// Whether a 20 can be the answer: chats and the center's requests may be refused.
     var takesErrors: Bool {
         switch self {
-        case .accepted, .copy: true
+        case .accepted, .copy, .message, .friendAdded: true
         case .quitAck, .pong: false
         }
     }
@@ -300,7 +304,11 @@ final class MessagingRouter: Sendable {
                 enqueue(.error(ClientError(error.code, "the endpoint sent a malformed presence notice (34): \(error.message)")))
             }
         default:
-            enqueue(.other(packet))
+            if packet.type == MessageType.addFriendResult.rawValue, let friend = try? AddFriendResult(packet: packet).username,
+                answer(packet, matching: .friendAdded(friend.lowercased()), orEnqueue: false) {
+                return
+            }
+            answer(packet, matching: .message(packet.type))
         }
     }
 
@@ -373,17 +381,19 @@ final class MessagingRouter: Sendable {
     }
 
     /// Resumes the first request waiting for `reply` with `packet`; with none, queues the
-    /// packet as an event when `orEnqueue`.
-    private func answer(_ packet: Packet, matching reply: AwaitedReply, orEnqueue: Bool = true) {
+    /// packet as an event when `orEnqueue`. Whether a request took it.
+    @discardableResult
+    private func answer(_ packet: Packet, matching reply: AwaitedReply, orEnqueue: Bool = true) -> Bool {
         let resumption: Resumption? = state.withLock { state in
             guard let index = state.requests.firstIndex(where: { $0.reply == reply }) else { return nil }
             return .request(state.requests.remove(at: index).continuation, .success(packet))
         }
         if let resumption {
             resumption.run()
-        } else if orEnqueue {
-            enqueue(.other(packet))
+            return true
         }
+        if orEnqueue { enqueue(.other(packet)) }
+        return false
     }
 
     private func enqueue(_ event: IncomingEvent) {

@@ -202,6 +202,30 @@ struct CenterTests {
         }
     }
 
+    @Test func fetchOfflineResendsWhatIsUnackedInPagesThenSaysWhetherMoreWait() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                _ = try await ep1.open("mia@alpha.example", session: "ep1:1")
+                for index in 0..<3 {
+                    try await ep1.request(Chat(target: .user("ned@alpha.example"), content: .text("f\(index)"), clientMessageID: "f\(index)"), session: "ep1:1")
+                    _ = try await ep1.delivery(for: "ep1:1", type: .chatAccepted)
+                }
+                let initial = try await ep1.open("ned@alpha.example", session: "ep1:2")
+                #expect(initial.messages.count == 3)
+                try await ep1.request(FetchOffline(limit: 2), session: "ep1:2")
+                let first = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:2", type: .chatDelivery))
+                let second = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:2", type: .chatDelivery))
+                #expect([first.content, second.content] == [.text("f0"), .text("f1")])
+                let done = try OfflineDone(packet: try await ep1.delivery(for: "ep1:2", type: .offlineDone))
+                #expect(done.count == 2 && done.more)
+                try await ep1.request(DeliveryAck(ids: initial.messages.map(\.serverMessageID)), session: "ep1:2")
+                try await ep1.request(FetchOffline(limit: 10_000), session: "ep1:2")
+                let empty = try OfflineDone(packet: try await ep1.delivery(for: "ep1:2", type: .offlineDone))
+                #expect(empty.count == 0 && !empty.more)
+            }
+        }
+    }
+
     @Test func aNewerLoginKicksTheOlderSession() async throws {
         try await withCenter { center in
             try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
