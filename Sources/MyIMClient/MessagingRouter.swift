@@ -53,8 +53,9 @@ struct RequestFailure: Error {
 /// The state shared by a ``MessagingConnection`` and the task that owns its channel: the
 /// authentication step, requests waiting for their reply, and the queue of incoming events.
 ///
-/// Replies are matched by content (8 by `client_msg_id`, 22 by `time`, 44 by type); a 20
-/// goes to the oldest waiting chat, since the center handles a session's requests in order
+/// Replies are matched by content (8 by `client_msg_id`, 22 by `time`, 14 by the friend's
+/// name, 44 and the other replies by type); a 20 goes to the oldest waiting request that the
+/// center may refuse (a chat or a friend or profile request), since the center handles a session's requests in order
 /// and its errors carry no id.
 final class MessagingRouter: Sendable {
     /// The user's address, lower case.
