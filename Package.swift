@@ -85,6 +85,13 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // Opening a role's own SQLite file (GRDB, WAL, migrations), the same way everywhere.
+        .target(
+            name: "MyIMStorage",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
         // The login center: accounts (GRDB), password hashing, rate limits, the login flows.
         .target(
             name: "MyIMLoginCenter",
@@ -94,6 +101,7 @@ let package = Package(
                 "MyIMTransport",
                 "MyIMTopology",
                 "MyIMAuth",
+                "MyIMStorage",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -147,6 +155,7 @@ let package = Package(
                 "MyIMLink",
                 "MyIMPresence",
                 "MyIMTopology",
+                "MyIMStorage",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

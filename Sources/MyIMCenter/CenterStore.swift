@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import MyIMStorage
 import MyIMWire
 import NIOCore
 
@@ -24,15 +25,7 @@ public final class CenterStore: Sendable {
     private let pool: DatabasePool
 
     public init(path: String) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        }
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(5)
-        pool = try DatabasePool(path: path, configuration: configuration)
-        try Self.migrator.migrate(pool)
+        pool = try SQLiteFile.openPool(path: path, migrator: Self.migrator)
     }
 
     static var migrator: DatabaseMigrator {

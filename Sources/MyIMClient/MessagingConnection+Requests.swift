@@ -21,7 +21,7 @@ extension MessagingConnection {
     /// - Returns: the center's 14: ``AddFriendResult/Status/added`` for a new friend,
     ///   ``AddFriendResult/Status/alreadyFriends`` when the two were friends already.
     /// - Throws: ``ClientError`` with the server's code and message, e.g. 332 for a user who
-    ///   never signed in, 301 for oneself.
+    ///   never signed in, 118 for oneself.
     public func addFriend(_ address: String) async throws(ClientError) -> AddFriendResult {
         let friend = qualified(address)
         let reply = try await request(AddFriend(to: friend).packet, awaiting: .friendAdded(friend), timeout: nil)

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import MyIMStorage
 
 /// ``AccountStore`` in the login center's own SQLite file (WAL, through GRDB's pool).
 public final class SQLiteAccountStore: AccountStore {
@@ -7,15 +8,7 @@ public final class SQLiteAccountStore: AccountStore {
 
     /// Opens (creating if needed) the database at `path` and migrates it.
     public init(path: String) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        }
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(5)
-        pool = try DatabasePool(path: path, configuration: configuration)
-        try Self.migrator.migrate(pool)
+        pool = try SQLiteFile.openPool(path: path, migrator: Self.migrator)
     }
 
     static var migrator: DatabaseMigrator {
