@@ -101,6 +101,7 @@ let package = Package(
                 "MyIMTransport",
                 "MyIMTopology",
                 "MyIMAuth",
+                "MyIMLink",
                 "MyIMStorage",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

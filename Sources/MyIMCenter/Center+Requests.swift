@@ -69,7 +69,7 @@ extension Center {
         try check(chat.content)
         let now = configuration.clock()
         let senderID = userIDs[user] ?? 0
-        let targetID = try await userID(of: target)
+        let targetID = try await existingUser(target)
         let node = configuration.node
         let delivery = { @Sendable (id: Int64, time: Int64) in
             ChatDelivery(
@@ -114,9 +114,7 @@ extension Center {
     private func addFriend(_ request: AddFriend, session: String, user: String) async throws {
         let friend = try address(request.to)
         guard friend != user else { throw CenterRefusal(.invalidField, "one cannot befriend oneself") }
-        guard try await store.userID(of: friend) != nil else {
-            throw CenterRefusal(.unknownRecipient, "\(friend) has never signed in to \(configuration.domain)")
-        }
+        _ = try await existingUser(friend)
         let added = try await store.addFriendship(user, friend, now: configuration.clock())
         await reply(AddFriendResult(status: added ? .added : .alreadyFriends, username: friend), to: session)
         if added, let friendSession = sessionByUser[friend] {
@@ -126,7 +124,9 @@ extension Center {
 
     private func profile(of user: String) async throws -> Profile {
         guard let profile = try await store.profile(of: user) else {
-            throw CenterRefusal(.unknownRecipient, "\(user) has never signed in to \(configuration.domain)")
+            // Registered but never signed in here: the directory knows the account.
+            let userID = try await existingUser(user)
+            return Profile(username: user, userID: userID, signature: "", online: false)
         }
         return Profile(username: user, userID: profile.userID, signature: profile.signature, online: sessionByUser[user] != nil)
     }
@@ -161,10 +161,25 @@ extension Center {
         return address
     }
 
-    private func userID(of user: String) async throws -> Int64 {
+    /// The user id of `user`, who must have an account: known from a sign-in or an earlier
+    /// lookup (no round trip), else asked of the login center's directory and remembered.
+    func existingUser(_ user: String) async throws -> Int64 {
         if let cached = userIDs[user] { return cached }
-        let id = try await store.userID(of: user) ?? 0
-        if id != 0 { userIDs[user] = id }
+        if let stored = try await store.userID(of: user), stored != 0 {
+            userIDs[user] = stored
+            return stored
+        }
+        let found: [String: Int64]
+        do {
+            found = try await configuration.directory.lookup([user])
+        } catch {
+            throw CenterRefusal(.directoryUnavailable, "cannot check that \(user) exists: \(error.message); try again shortly")
+        }
+        guard let id = found[user] else {
+            throw CenterRefusal(.unknownRecipient, "there is no user \(user)")
+        }
+        try await store.remember(user: user, userID: id)
+        userIDs[user] = id
         return id
     }
 }

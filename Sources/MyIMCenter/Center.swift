@@ -50,6 +50,7 @@ public actor Center {
     public nonisolated func serve(_ listener: NIOAsyncChannel<NIOAsyncChannel<Packet, Packet>, Never>) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await self.sweepLoop() }
+            group.addTask { await self.configuration.directory.run { notice in await self.accountNotice(notice) } }
             try await listener.executeThenClose { inbound in
                 for try await link in inbound {
                     group.addTask { await self.handleLink(link) }
@@ -250,6 +251,22 @@ public actor Center {
         for (endpoint, sessionIDs) in byEndpoint {
             await send(notice, toSessions: sessionIDs, on: endpoint)
         }
+    }
+
+    /// A login center notice: a login from a new device is told to the user's online session
+    /// as message 38, unless that session is the new device's own.
+    func accountNotice(_ notice: AccountNotice) async {
+        guard let sessionID = sessionByUser[notice.user], let session = sessions[sessionID], session.info.device != notice.device else { return }
+        let message: String
+        switch notice.kind {
+        case "new_device":
+            message = "\(notice.user) logged in from a new device\(notice.source.map { " at \($0)" } ?? ""); if it was not you, change your password"
+        default:
+            message = "account event: \(notice.kind)"
+        }
+        let alert = SecurityAlert(kind: notice.kind, time: notice.time, message: message, device: notice.device, address: notice.source)
+        await send(alert.packet, toSessions: [sessionID], on: session.endpoint)
+        logger.info("security alert sent", metadata: ["user": "\(notice.user)", "kind": "\(notice.kind)", "session": "\(sessionID)"])
     }
 
     // MARK: - Housekeeping

@@ -15,6 +15,8 @@ public struct CenterConfiguration: Sendable {
     /// The endpoints allowed to link: the domain's endpoints in the topology.
     public var endpoints: Set<String>
     public var presence: any PresenceStore
+    /// Who has an account: the login center's directory.
+    public var directory: any UserDirectory
     /// Presence entries expire this long after the last heartbeat of their endpoint.
     public var presenceTTL: Int = 30
     /// Largest image, in bytes; larger ones are refused with 333.
@@ -30,7 +32,7 @@ public struct CenterConfiguration: Sendable {
 
     public init(
         node: String, domain: String, host: String, port: Int, protection: LinkProtection, databasePath: String,
-        endpoints: Set<String>, presence: any PresenceStore
+        endpoints: Set<String>, presence: any PresenceStore, directory: any UserDirectory
     ) {
         self.node = node
         self.domain = domain
@@ -40,11 +42,13 @@ public struct CenterConfiguration: Sendable {
         self.databasePath = databasePath
         self.endpoints = endpoints
         self.presence = presence
+        self.directory = directory
     }
 
     /// The center of the domain whose center is `node`. Its database is
-    /// `<data>/<node>/center.sqlite`.
-    public init(topology: Topology, node: String, keys: ClusterKeys, presence: any PresenceStore) throws {
+    /// `<data>/<node>/center.sqlite`; its directory is a ``DirectoryLink`` to the login
+    /// center's `directory` address unless `directory` is given.
+    public init(topology: Topology, node: String, keys: ClusterKeys, presence: any PresenceStore, directory: (any UserDirectory)? = nil) throws {
         guard let domain = topology.domains.first(where: { $0.center.name == node }) else {
             let centers = topology.domains.map(\.center.name).joined(separator: ", ")
             throw TopologyError(file: topology.file, key: "domains[].center.name", message: "no center is named '\(node)'; centers: \(centers)")
@@ -53,6 +57,7 @@ public struct CenterConfiguration: Sendable {
             node: node, domain: domain.name, host: domain.center.listen.host, port: domain.center.listen.port,
             protection: try LinkProtection.server(for: node, keys: keys, links: topology.links),
             databasePath: (topology.dataDirectory as NSString).appendingPathComponent("\(node)/center.sqlite"),
-            endpoints: Set(domain.endpoints.map(\.name)), presence: presence)
+            endpoints: Set(domain.endpoints.map(\.name)), presence: presence,
+            directory: try directory ?? DirectoryLink(settings: DirectoryLink.Settings(topology: topology, node: node, keys: keys)))
     }
 }

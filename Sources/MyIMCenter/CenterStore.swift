@@ -84,6 +84,15 @@ public final class CenterStore: Sendable {
         }
     }
 
+    /// Records a user the directory knows, without a last-seen time (never signed in here).
+    public func remember(user: String, userID: Int64) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO user (address, user_id) VALUES (?, ?) ON CONFLICT(address) DO UPDATE SET user_id = excluded.user_id",
+                arguments: [user, userID])
+        }
+    }
+
     public func userID(of user: String) async throws -> Int64? {
         try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT user_id FROM user WHERE address = ?", arguments: [user]) }
     }

@@ -18,6 +18,9 @@ public enum LinkMessageType: UInt32, CaseIterable, Sendable {
     case ping = 2009
     case pong = 2010
     case refused = 2011
+    case directoryLookup = 2012
+    case directoryAnswer = 2013
+    case accountNotice = 2014
 }
 
 /// A typed link message: a fixed type and a body dict.
@@ -272,4 +275,97 @@ public struct LinkPong: LinkMessage {
     public init(time: Int64) { self.time = time }
     public init(body: WireDict) throws(WireError) { time = try body.int("time") }
     public var body: WireDict { ["time": .int(time)] }
+}
+
+// MARK: - The directory link (center → login center)
+
+/// 2012, center → login center: which of these addresses have an account? A center asks
+/// before it queues a message for, or befriends, a user who has never signed in to it.
+public struct DirectoryLookup: LinkMessage {
+    public static let linkType = LinkMessageType.directoryLookup
+    /// At most this many addresses per lookup.
+    public static let maximumUsers = 1000
+    /// Matches the answer to the lookup.
+    public var id: Int64
+    /// Lower-case `name@domain` addresses of the asking center's domain.
+    public var users: [String]
+
+    public init(id: Int64, users: [String]) {
+        self.id = id
+        self.users = users
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        id = try body.int("id")
+        users = try body.stringList("users")
+        guard users.count <= Self.maximumUsers else {
+            throw WireError.invalidField("users", "at most \(Self.maximumUsers) addresses per lookup, not \(users.count)")
+        }
+    }
+
+    public var body: WireDict { ["id": .int(id), "users": .list(users.map(WireValue.string))] }
+}
+
+/// 2013, login center → center: the addresses of a lookup that have an account, with their
+/// user ids; an address left out has none.
+public struct DirectoryAnswer: LinkMessage {
+    public static let linkType = LinkMessageType.directoryAnswer
+    public var id: Int64
+    public var found: [String: Int64]
+
+    public init(id: Int64, found: [String: Int64]) {
+        self.id = id
+        self.found = found
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        id = try body.int("id")
+        var found: [String: Int64] = [:]
+        for entry in try body.dictList("found") {
+            found[try entry.string("user")] = try entry.int("user_id")
+        }
+        self.found = found
+    }
+
+    public var body: WireDict {
+        let entries = found.sorted { $0.key < $1.key }.map { WireValue.dict(["user": .string($0.key), "user_id": .int($0.value)]) }
+        return ["id": .int(id), "found": .list(entries)]
+    }
+}
+
+/// 2014, login center → center: something happened to an account that its online sessions
+/// should hear about; the center passes it on as message 38 (security alert).
+public struct AccountNotice: LinkMessage {
+    public static let linkType = LinkMessageType.accountNotice
+    public var user: String
+    /// `new_device`: a login from a device the account had never used.
+    public var kind: String
+    public var time: Int64
+    /// The device fingerprint of the login.
+    public var device: String?
+    /// The network address the login came from.
+    public var source: String?
+
+    public init(user: String, kind: String, time: Int64, device: String? = nil, source: String? = nil) {
+        self.user = user
+        self.kind = kind
+        self.time = time
+        self.device = device
+        self.source = source
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        user = try body.string("user")
+        kind = try body.string("kind")
+        time = try body.int("time")
+        device = try body.optionalString("device")
+        source = try body.optionalString("source")
+    }
+
+    public var body: WireDict {
+        var body: WireDict = ["user": .string(user), "kind": .string(kind), "time": .int(time)]
+        body["device"] = device.map(WireValue.string)
+        body["source"] = source.map(WireValue.string)
+        return body
+    }
 }

@@ -45,6 +45,8 @@ public protocol AccountStore: Sendable {
     /// Creates an account; throws ``AccountStoreError/nameTaken(_:)`` if the address exists.
     func createAccount(name: String, domain: String, credential: PasswordCredential, now: Int64) async throws -> Account
     func account(name: String, domain: String) async throws -> Account?
+    /// The user ids of those of `names` that have an account in `domain`, by name.
+    func userIDs(names: [String], domain: String) async throws -> [String: Int64]
     /// Records a successful login from `device` at `source`; returns whether the account had
     /// never used this device before.
     func recordLogin(accountID: Int64, device: String, source: String, now: Int64) async throws -> Bool

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import MyIMAuth
+import MyIMLink
 import MyIMSecureChannel
 import MyIMTransport
 import MyIMWire
@@ -11,6 +12,8 @@ import Synchronization
 /// What the login center needs to run; ``LoginCenterConfiguration/init(topology:keys:)``
 /// builds it from `topology.yaml`.
 public struct LoginCenterConfiguration: Sendable {
+    /// The login center's node name (said in the directory's `LinkWelcome`).
+    public var name = "login"
     public var host: String
     public var port: Int
     public var identity: ServerIdentityKey
@@ -27,6 +30,8 @@ public struct LoginCenterConfiguration: Sendable {
     public var scrypt: ScryptParameters = .standard
     public var rateLimit = LoginRateLimiter.Policy()
     public var handshakeTimeout: TimeAmount = .seconds(10)
+    /// Where centers link to the directory; nil: no directory served.
+    public var directory: DirectoryListenConfiguration?
     /// Milliseconds since 1970; injectable so that tests can move time.
     public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -57,7 +62,9 @@ public final class LoginCenter: Sendable {
     private let limiter: LoginRateLimiter
     private let issuer: TokenIssuer
     private let serverLists = Mutex<[String: ServerList]>([:])
-    private let logger: Logger
+    /// Who hears account notices, per domain: the centers' directory links.
+    private let noticeSubscribers = Mutex<(next: Int, byDomain: [String: [Int: @Sendable (AccountNotice) async -> Void]])>((0, [:]))
+    let logger: Logger
 
     public init(configuration: LoginCenterConfiguration, store: any AccountStore, logger: Logger = Logger(label: "myim.login-center")) async {
         self.configuration = configuration
@@ -205,6 +212,9 @@ public final class LoginCenter: Sendable {
                 now: Date(timeIntervalSince1970: Double(now) / 1000))
             session.domain = domain
             session.address = address
+            if newDevice {
+                await publish(AccountNotice(user: address, kind: "new_device", time: now, device: device, source: session.source), domain: domain)
+            }
             logger.info("logged in", metadata: ["user": "\(address)", "session": "\(sessionID)", "new_device": "\(newDevice)"])
             return LoginOK(
                 userID: account.id, username: address, token: token, sessionID: sessionID,
@@ -246,6 +256,30 @@ public final class LoginCenter: Sendable {
         let list = try ServerListSignature.sign(domain: domain, servers: servers, issued: now, with: configuration.identity)
         serverLists.withLock { $0[domain] = list }
         return list
+    }
+
+    // MARK: - Account notices
+
+    /// Registers a consumer of `domain`'s account notices; returns what ``unsubscribe(_:)`` takes.
+    func subscribe(domain: String, _ sink: @escaping @Sendable (AccountNotice) async -> Void) -> Int {
+        noticeSubscribers.withLock { state in
+            state.next += 1
+            state.byDomain[domain, default: [:]][state.next] = sink
+            return state.next
+        }
+    }
+
+    func unsubscribe(_ id: Int) {
+        noticeSubscribers.withLock { state in
+            for domain in state.byDomain.keys { state.byDomain[domain]?[id] = nil }
+        }
+    }
+
+    /// Tells the centers of the notice's domain (best effort: a center that is not linked
+    /// now does not hear it; the client that logged in was told in message 9's `new_device`).
+    private func publish(_ notice: AccountNotice, domain: String) async {
+        let sinks = noticeSubscribers.withLock { Array(($0.byDomain[domain] ?? [:]).values) }
+        for sink in sinks { await sink(notice) }
     }
 
     private static func seconds(_ milliseconds: Int64) -> Int64 { (milliseconds + 999) / 1000 }

@@ -1,4 +1,5 @@
 import Foundation
+import MyIMLink
 import MyIMSecureChannel
 import MyIMTopology
 import MyIMWire
@@ -8,7 +9,8 @@ extension LoginCenterConfiguration {
     ///
     /// Its database is `<data>/<login center name>/login.sqlite`; the server list of each
     /// domain carries every endpoint's advertised address, priority and identity-key
-    /// fingerprint; tokens are issued as `myim:<cluster>`.
+    /// fingerprint; tokens are issued as `myim:<cluster>`. The directory listens at
+    /// `loginCenter.directory` for each domain's center.
     public init(topology: Topology, keys: ClusterKeys) throws {
         let node = topology.loginCenter
         var servers: [String: [ServerEntry]] = [:]
@@ -25,6 +27,11 @@ extension LoginCenterConfiguration {
             databasePath: (topology.dataDirectory as NSString).appendingPathComponent("\(node.name)/login.sqlite"),
             tokenSigningKey: try keys.tokenSigningKey(), issuer: Self.issuer(cluster: topology.cluster))
         tokenLifetime = TimeInterval(node.tokenLifetimeSeconds)
+        name = node.name
+        directory = DirectoryListenConfiguration(
+            host: node.directory.host, port: node.directory.port,
+            protection: try LinkProtection.server(for: node.name, keys: keys, links: topology.links),
+            centers: Dictionary(uniqueKeysWithValues: topology.domains.map { ($0.name, $0.center.name) }))
     }
 
     /// The token issuer of a cluster: what endpoints expect in `iss`.

@@ -83,6 +83,22 @@ public final class SQLiteAccountStore: AccountStore {
         }
     }
 
+    public func userIDs(names: [String], domain: String) async throws -> [String: Int64] {
+        guard !names.isEmpty else { return [:] }
+        return try await pool.read { db in
+            var found: [String: Int64] = [:]
+            // SQLite allows 32,766 parameters; a lookup carries at most 1,000 names.
+            for chunk in stride(from: 0, to: names.count, by: 500).map({ names[$0..<min($0 + 500, names.count)] }) {
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
+                let rows = try Row.fetchCursor(
+                    db, sql: "SELECT id, name FROM account WHERE domain = ? AND name IN (\(marks))",
+                    arguments: StatementArguments([domain] + Array(chunk)))
+                while let row = try rows.next() { found[row["name"]] = row["id"] }
+            }
+            return found
+        }
+    }
+
     public func recordLogin(accountID: Int64, device: String, source: String, now: Int64) async throws -> Bool {
         try await pool.write { db in
             try db.execute(sql: "UPDATE account SET last_login = ? WHERE id = ?", arguments: [now, accountID])

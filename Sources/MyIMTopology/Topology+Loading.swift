@@ -139,12 +139,13 @@ struct TopologyLoader {
     }
 
     private mutating func loginCenter(_ map: KeyedMapping) throws(TopologyError) -> LoginCenterNode {
-        try map.rejectUnknown(["name", "listen", "advertise", "identity", "tokenLifetimeSeconds", "metrics"], loader: self)
+        try map.rejectUnknown(["name", "listen", "advertise", "directory", "identity", "tokenLifetimeSeconds", "metrics"], loader: self)
         let listen = try optionalHostPort(map, "listen") ?? LoginCenterNode.defaultListen
         return LoginCenterNode(
             name: try optionalString(map, "name") ?? "login",
             listen: listen,
             advertise: try optionalHostPort(map, "advertise"),
+            directory: try optionalHostPort(map, "directory"),
             identity: try optionalEnum(map, "identity", IdentityKeyKind.self) ?? .rsa,
             tokenLifetimeSeconds: try optionalInt(map, "tokenLifetimeSeconds") ?? LoginCenterNode.defaultTokenLifetimeSeconds,
             metrics: try optionalHostPort(map, "metrics")

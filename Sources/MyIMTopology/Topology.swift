@@ -102,6 +102,9 @@ public struct LoginCenterNode: Sendable, Equatable {
     public var listen: HostPort
     /// What clients dial; default `listen`.
     public var advertise: HostPort
+    /// Where centers link to look up accounts and hear about logins; default the listen
+    /// host, port + 1 (`127.0.0.1:7001`).
+    public var directory: HostPort
     /// Default `.rsa`.
     public var identity: IdentityKeyKind
     /// Default 86,400 (24 h); always within 60...86,400.
@@ -113,6 +116,7 @@ public struct LoginCenterNode: Sendable, Equatable {
         name: String,
         listen: HostPort = LoginCenterNode.defaultListen,
         advertise: HostPort? = nil,
+        directory: HostPort? = nil,
         identity: IdentityKeyKind = .rsa,
         tokenLifetimeSeconds: Int = LoginCenterNode.defaultTokenLifetimeSeconds,
         metrics: HostPort? = nil
@@ -120,6 +124,7 @@ public struct LoginCenterNode: Sendable, Equatable {
         self.name = name
         self.listen = listen
         self.advertise = advertise ?? listen
+        self.directory = directory ?? HostPort(host: listen.host, port: listen.port < 65535 ? listen.port + 1 : listen.port - 1)
         self.identity = identity
         self.tokenLifetimeSeconds = tokenLifetimeSeconds
         self.metrics = metrics

@@ -34,6 +34,7 @@ struct TopologyValidator {
         let login = topology.loginCenter
         try claim(name: login.name, at: "loginCenter.name")
         try claim(address: login.listen, at: "loginCenter.listen")
+        try claim(address: login.directory, at: "loginCenter.directory")
         try checkAdvertise(login.advertise, listen: login.listen, at: "loginCenter.advertise")
         if let metrics = login.metrics { try claim(address: metrics, at: "loginCenter.metrics") }
         guard LoginCenterNode.tokenLifetimeRange.contains(login.tokenLifetimeSeconds) else {

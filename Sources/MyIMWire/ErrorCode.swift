@@ -74,5 +74,6 @@ extension ErrorCode {
     public static let tooManyConnections = ErrorCode(331)
     public static let unknownRecipient = ErrorCode(332)
     public static let contentTooLarge = ErrorCode(333)
+    public static let directoryUnavailable = ErrorCode(334)
     public static let notAMember = ErrorCode(335)
 }

@@ -6,6 +6,7 @@ import Logging
 import MyIMAuth
 import MyIMCenter
 import MyIMEndpoint
+import MyIMLink
 import MyIMPresence
 import MyIMSecureChannel
 import MyIMTransport
@@ -409,7 +410,7 @@ private struct BenchCluster {
         let centerConfiguration = CenterConfiguration(
             node: "bench-center", domain: domain, host: "127.0.0.1", port: 0, protection: .plain,
             databasePath: directory.appendingPathComponent("center.sqlite").path, endpoints: ["bench-ep1", "bench-ep2"],
-            presence: presence)
+            presence: presence, directory: StaticDirectory([:]))  // Every bench user signs in before it is sent to.
         let center = try Center(configuration: centerConfiguration, logger: logger)
         let centerListener = try await center.bind()
         let centerPort = centerListener.channel.localAddress?.port ?? 0

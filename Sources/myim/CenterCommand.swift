@@ -28,7 +28,9 @@ struct CenterCommand: AsyncParsableCommand {
         }
         let redis = try await RedisConnection.connect(to: RedisURL(topology.redis))
         let presence = RedisPresenceStore(connection: redis, domain: domain.name)
-        let configuration = try CenterConfiguration(topology: topology, node: node, keys: ClusterKeys(topology: topology), presence: presence)
+        let keys = ClusterKeys(topology: topology)
+        let directory = DirectoryLink(settings: try DirectoryLink.Settings(topology: topology, node: node, keys: keys), logger: logger)
+        let configuration = try CenterConfiguration(topology: topology, node: node, keys: keys, presence: presence, directory: directory)
         let center = try Center(configuration: configuration, logger: logger)
         let listener = try await center.bind()
         logger.notice("center listening", metadata: [

@@ -23,12 +23,18 @@ struct LoginCenterCommand: AsyncParsableCommand {
         let store = try SQLiteAccountStore(path: configuration.databasePath)
         let center = await LoginCenter(configuration: configuration, store: store, logger: logger)
         let listener = try await center.bind()
+        let directoryListener = try await center.bindDirectory()
         logger.notice("login center listening", metadata: [
             "address": "\(listener.channel.localAddress?.description ?? "?")",
+            "directory": "\(directoryListener.channel.localAddress?.description ?? "?")",
+            "links": "\(topology.links.rawValue)",
             "fingerprint": "\(configuration.identity.publicKey.fingerprint)",
             "database": "\(configuration.databasePath)",
         ])
-        try await center.serve(listener)
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await center.serve(listener) }
+            group.addTask { try await center.serveDirectory(directoryListener) }
+        }
     }
 }
 

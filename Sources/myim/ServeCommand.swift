@@ -9,7 +9,8 @@ import MyIMTopology
 ///
 /// The login center, the first domain's center and its first endpoint run in this one
 /// process, with presence in memory (no Redis) and the link between center and endpoint on
-/// a loopback port chosen at start, plain TCP since it never leaves the process's host.
+/// a loopback port chosen at start, plain TCP since it never leaves the process's host. The
+/// center asks the login center's directory in-process rather than over a link.
 /// Clients see the same login center and endpoint addresses as in the split topology.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,8 +39,17 @@ struct ServeCommand: AsyncParsableCommand {
         domain.center.listen = HostPort(host: "127.0.0.1", port: 0)
         topology.domains = [domain]
 
+        var loginConfiguration = try LoginCenterConfiguration(topology: topology, keys: keys)
+        loginConfiguration.directory = nil  // The center asks in-process.
+        loginConfiguration.servers = [domain.name: loginConfiguration.servers[domain.name, default: []].filter { $0.name == endpointNode.name }]
+        let loginLogger = try makeLogger(label: "myim.login-center", node: topology.loginCenter.name, level: level)
+        let loginCenter = await LoginCenter(
+            configuration: loginConfiguration, store: try SQLiteAccountStore(path: loginConfiguration.databasePath), logger: loginLogger)
+        let loginListener = try await loginCenter.bind()
+
         let presence = InMemoryPresenceStore(domain: domain.name)
-        var centerConfiguration = try CenterConfiguration(topology: topology, node: domain.center.name, keys: keys, presence: presence)
+        var centerConfiguration = try CenterConfiguration(
+            topology: topology, node: domain.center.name, keys: keys, presence: presence, directory: loginCenter.localDirectory(domain: domain.name))
         centerConfiguration.protection = .plain
         let center = try Center(configuration: centerConfiguration, logger: try makeLogger(label: "myim.center", node: domain.center.name, level: level))
         let centerListener = try await center.bind()
@@ -52,13 +62,6 @@ struct ServeCommand: AsyncParsableCommand {
         let endpoint = await Endpoint(
             configuration: endpointConfiguration, logger: try makeLogger(label: "myim.endpoint", node: endpointNode.name, level: level))
         let endpointListener = try await endpoint.bind()
-
-        var loginConfiguration = try LoginCenterConfiguration(topology: topology, keys: keys)
-        loginConfiguration.servers = [domain.name: loginConfiguration.servers[domain.name, default: []].filter { $0.name == endpointNode.name }]
-        let loginLogger = try makeLogger(label: "myim.login-center", node: topology.loginCenter.name, level: level)
-        let loginCenter = await LoginCenter(
-            configuration: loginConfiguration, store: try SQLiteAccountStore(path: loginConfiguration.databasePath), logger: loginLogger)
-        let loginListener = try await loginCenter.bind()
 
         loginLogger.notice("all-in-one site ready", metadata: [
             "domain": "\(domain.name)", "login_center": "\(loginListener.channel.localAddress?.description ?? "?")",

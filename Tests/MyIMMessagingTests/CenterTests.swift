@@ -14,6 +14,15 @@ final class CenterClock: Sendable {
     func advance(_ milliseconds: Int64) { now.withLock { $0 += milliseconds } }
 }
 
+extension StaticDirectory {
+    /// The accounts the messaging tests use (everyone but `nobody@alpha.example`), with user ids
+    /// 1, 2, 3… in this order.
+    static var testUsers: StaticDirectory {
+        let names = ["alice", "bob", "carol", "dave", "erin", "frank", "gina", "hal", "ivan", "judy", "kate", "leo", "mallory", "mia", "ned"]
+        return StaticDirectory(Dictionary(uniqueKeysWithValues: names.enumerated().map { ("\($1)@alpha.example", Int64($0 + 1)) }))
+    }
+}
+
 /// A center in-process on 127.0.0.1 with a real SQLite file, restartable on the same file.
 struct TestCenter {
     let center: Center
@@ -27,7 +36,8 @@ struct TestCenter {
         let presence = presence ?? InMemoryPresenceStore(domain: "alpha.example", now: { clock.milliseconds })
         var configuration = CenterConfiguration(
             node: "alpha-center", domain: "alpha.example", host: "127.0.0.1", port: 0, protection: .plain,
-            databasePath: directory.appendingPathComponent("center.sqlite").path, endpoints: ["ep1", "ep2"], presence: presence)
+            databasePath: directory.appendingPathComponent("center.sqlite").path, endpoints: ["ep1", "ep2"], presence: presence,
+            directory: StaticDirectory.testUsers)
         configuration.clock = { clock.milliseconds }
         configuration.maxImageBytes = 1024
         let center = try Center(configuration: configuration)

@@ -5,6 +5,7 @@ import MyIMAuth
 import MyIMCenter
 import MyIMClient
 import MyIMEndpoint
+import MyIMLink
 import MyIMPresence
 import MyIMSecureChannel
 import MyIMTransport
@@ -168,7 +169,8 @@ struct ClientMessagingCluster {
         let presence = InMemoryPresenceStore(domain: "alpha.example")
         let centerConfiguration = CenterConfiguration(
             node: "alpha-center", domain: "alpha.example", host: "127.0.0.1", port: 0, protection: .plain,
-            databasePath: directory.appendingPathComponent("center.sqlite").path, endpoints: ["ep1", "ep2"], presence: presence)
+            databasePath: directory.appendingPathComponent("center.sqlite").path, endpoints: ["ep1", "ep2"], presence: presence,
+            directory: StaticDirectory.testUsers)
         let center = try Center(configuration: centerConfiguration, logger: logger)
         let centerListener = try await center.bind()
         let centerPort = centerListener.channel.localAddress!.port!

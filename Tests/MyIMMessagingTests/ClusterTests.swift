@@ -4,6 +4,7 @@ import Logging
 import MyIMAuth
 import MyIMCenter
 import MyIMEndpoint
+import MyIMLink
 import MyIMPresence
 import MyIMRedis
 import MyIMSecureChannel
@@ -34,7 +35,7 @@ struct TestCluster {
         let centerConfiguration = CenterConfiguration(
             node: "alpha-center", domain: domain, host: "127.0.0.1", port: 0, protection: .plain,
             databasePath: directory.appendingPathComponent("center.sqlite").path, endpoints: ["alpha-ep1", "alpha-ep2"],
-            presence: RedisPresenceStore(connection: centerRedis, domain: domain))
+            presence: RedisPresenceStore(connection: centerRedis, domain: domain), directory: StaticDirectory.testUsers)
         let center = try Center(configuration: centerConfiguration, logger: logger)
         let centerListener = try await center.bind()
         let centerPort = centerListener.channel.localAddress!.port!

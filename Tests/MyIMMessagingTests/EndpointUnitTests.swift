@@ -1,4 +1,5 @@
 @testable import MyIMEndpoint
+import MyIMLink
 import MyIMWire
 import Testing
 
