@@ -274,6 +274,7 @@ let package = Package(
                 "MyIMPresence",
                 "MyIMRedis",
                 "MyIMClient",
+                "MyIMLoginCenter",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

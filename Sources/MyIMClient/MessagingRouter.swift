@@ -11,11 +11,14 @@ public enum IncomingEvent: Sendable, Equatable {
     case historyFailed(ChatDelivery, ClientError)
     /// 34: a friend came online or went offline.
     case presence(FriendPresenceNotice)
+    /// 38: something about the account needs the user's attention, such as a login from a
+    /// device the account had never used.
+    case securityAlert(SecurityAlert)
     /// 19: a newer login of the same user took over; the endpoint closes this connection.
     case kicked
     /// 20 that answers no pending request, or a malformed server message.
     case error(ClientError)
-    /// Any other server message (e.g. 14, 28, 31, 33, 38).
+    /// Any other server message (e.g. 14, 28, 31, 33).
     case other(Packet)
 }
 
@@ -303,6 +306,12 @@ final class MessagingRouter: Sendable {
                 enqueue(.presence(try FriendPresenceNotice(packet: packet)))
             } catch {
                 enqueue(.error(ClientError(error.code, "the endpoint sent a malformed presence notice (34): \(error.message)")))
+            }
+        case .securityAlert:
+            do {
+                enqueue(.securityAlert(try SecurityAlert(packet: packet)))
+            } catch {
+                enqueue(.error(ClientError(error.code, "the endpoint sent a malformed security alert (38): \(error.message)")))
             }
         default:
             if packet.type == MessageType.addFriendResult.rawValue, let friend = try? AddFriendResult(packet: packet).username,

@@ -164,7 +164,8 @@ struct InboxCommand: AsyncParsableCommand {
         discussion: """
             Each message is written to the local history ($MYIM_HOME/history/<peer>.jsonl) and then acknowledged, so \
             that the server stops keeping it. With --json every message is printed as one JSON object in message 18's \
-            layout (image bytes in base64), and other events as objects with an "event" key (presence, error, kicked). \
+            layout (image bytes in base64), and other events as objects with an "event" key (presence, security_alert, error, \
+            kicked). \
             Exits with 0 after the wait; with 1 when the connection fails, is refused, or a newer login takes over.
             """
     )
@@ -209,6 +210,15 @@ struct InboxCommand: AsyncParsableCommand {
                             ])
                         } else {
                             print("\(SessionSummary.iso8601(notice.time))  \(notice.username) is \(notice.online ? "online" : "offline")")
+                        }
+                    case .securityAlert(let alert):
+                        if output.json {
+                            output.printJSON([
+                                "event": "security_alert", "kind": alert.kind, "time": alert.time, "message": alert.message,
+                                "device": alert.device ?? "", "address": alert.address ?? "",
+                            ])
+                        } else {
+                            print("\(SessionSummary.iso8601(alert.time))  SECURITY: \(alert.message)")
                         }
                     case .kicked:
                         if output.json { output.printJSON(["event": "kicked"]) }
