@@ -1,6 +1,6 @@
 import MyIMWire
 
-// Friends and profiles (3 → 14, 30 → 31, 27 → 28, 29 → 28), as docs/PROTOCOL.md (section 7.1)
+// Friends and profiles (3 → 14, 30 → 31, 32 → 33, 27 → 28, 29 → 28), as docs/PROTOCOL.md (section 7.1)
 // describes.
 extension MessagingConnection {
     /// Sends `message` and returns the next packet of type `expecting`, waiting up to `timeout`
@@ -32,6 +32,12 @@ extension MessagingConnection {
     public func friends() async throws(ClientError) -> [FriendEntry] {
         let reply = try await request(FriendListQuery(), expecting: .friendList)
         return try decode(FriendList.self, from: reply).friends
+    }
+
+    /// Which friends are online, with their status (32 → 33).
+    public func friendsPresence() async throws(ClientError) -> [PresenceEntry] {
+        let reply = try await request(FriendPresenceQuery(), expecting: .friendPresenceList)
+        return try decode(FriendPresenceList.self, from: reply).friends
     }
 
     /// The profile of `address` (27 → 28; a bare name means the user's own domain).

@@ -265,3 +265,48 @@ struct InboxCommand: AsyncParsableCommand {
         FileHandle.standardError.write(Data("myim: \(text)\n".utf8))
     }
 }
+
+/// `myim chat [PEER]`: an interactive chat on standard input and output.
+struct ChatCommandLine: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat",
+        abstract: "Chat interactively: type a line to send it, see messages as they arrive.",
+        discussion: """
+            Waiting messages are shown first, then everything that arrives; each is kept in the local history and \
+            acknowledged. Commands: /to NAME (talk to someone else), /friends (who is online), /help, /quit. The end \
+            of input quits too, so `myim chat bob < lines.txt` sends a file line by line. Exits with 1 when the \
+            connection fails or a newer login takes over.
+            """
+    )
+
+    @Argument(help: "Whom to talk to first, e.g. bob or bob@alpha.example (or later with /to).")
+    var peer: String?
+
+    @OptionGroup var endpoint: MessagingEndpointOptions
+    @OptionGroup var output: ClientOutputOptions
+
+    func run() async throws {
+        do {
+            let connection = try await endpoint.connect(home: output.clientHome)
+            let session = ChatSession(connection: connection, peer: peer) { line in
+                FileHandle.standardOutput.write(Data((line + "\n").utf8))
+            }
+            if let ended = await session.run(lines: Self.standardInputLines()) { throw ended }
+        } catch {
+            throw output.fail(error)
+        }
+    }
+
+    /// Standard input, line by line, read on a thread of its own (reading blocks).
+    private static func standardInputLines() -> AsyncStream<String> {
+        let (lines, continuation) = AsyncStream<String>.makeStream()
+        let reader = Thread {
+            while let line = readLine(strippingNewline: true) {
+                if case .terminated = continuation.yield(line) { return }
+            }
+            continuation.finish()
+        }
+        reader.start()
+        return lines
+    }
+}

@@ -8,7 +8,7 @@ struct MyIM: AsyncParsableCommand {
         abstract: "MyIM: an instant-messaging cluster with end-to-end-authenticated encryption.",
         version: MyIMVersion.string,
         subcommands: [
-            KeysCommand.self, ClusterCommand.self, LoginCenterCommand.self, CenterCommand.self, EndpointCommand.self, RegisterCommand.self, LoginCommand.self, WhoamiCommand.self, SendCommand.self, InboxCommand.self,
+            KeysCommand.self, ClusterCommand.self, LoginCenterCommand.self, CenterCommand.self, EndpointCommand.self, RegisterCommand.self, LoginCommand.self, WhoamiCommand.self, SendCommand.self, InboxCommand.self, ChatCommandLine.self,
             FriendCommand.self, ProfileCommand.self, ServeCommand.self,
             Bench.self,
         ]
