@@ -81,6 +81,11 @@ public actor Center {
                         message: "\(hello.node)@\(hello.domain) is not an endpoint of \(configuration.domain) in this topology").packet)
                     return
                 }
+                if let mismatch = await LinkChannel.peerMismatch(channel.channel, claimedNode: hello.node) {
+                    logger.warning("link refused: certificate and node differ", metadata: ["node": "\(hello.node)", "reason": "\(mismatch)"])
+                    try await outbound.write(LinkRefused(code: .notSupportedHere, message: mismatch).packet)
+                    return
+                }
                 let id = await register(node: hello.node, writer: outbound)
                 registered = (hello.node, id)
                 try await outbound.write(LinkWelcome(node: configuration.node, time: configuration.clock()).packet)

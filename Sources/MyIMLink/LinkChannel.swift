@@ -2,6 +2,7 @@ import MyIMWire
 import NIOCore
 import NIOPosix
 import NIOSSL
+import X509
 
 /// Opens and accepts links: TLS (or not), then packets both ways as an async channel.
 public enum LinkChannel {
@@ -40,6 +41,33 @@ public enum LinkChannel {
                     return try configure(channel, limits: limits)
                 }
             }
+    }
+
+    /// Checks that the peer of a TLS link is the node it says it is: its certificate (already
+    /// verified against the cluster CA) must name `node`. A plain link has no certificate and
+    /// passes. Returns why not, for a `LinkRefused`.
+    public static func peerMismatch(_ channel: any Channel, claimedNode node: String) async -> String? {
+        let certificate: NIOSSLCertificate?
+        do {
+            certificate = try await channel.nioSSL_peerCertificate().get()
+        } catch {
+            return nil  // No TLS handler: a plain link.
+        }
+        guard let certificate else { return "the link's TLS peer presented no certificate" }
+        let names: [String]
+        do {
+            let parsed = try Certificate(derEncoded: try certificate.toDERBytes())
+            let alternatives = try parsed.extensions.subjectAlternativeNames.map(Array.init) ?? []
+            names = alternatives.compactMap { name -> String? in
+                if case .dnsName(let dns) = name { dns.lowercased() } else { nil }
+            }
+        } catch {
+            return "the link's certificate cannot be read: \(error)"
+        }
+        guard names.contains(node.lowercased()) else {
+            return "the link's certificate is for \(names.joined(separator: ", ")), not for \(node)"
+        }
+        return nil
     }
 
     private static func configure(_ channel: any Channel, limits: WireLimits) throws -> NIOAsyncChannel<Packet, Packet> {

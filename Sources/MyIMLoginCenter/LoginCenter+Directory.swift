@@ -77,6 +77,11 @@ extension LoginCenter {
                         code: .notSupportedHere, message: "\(hello.node) is not the center of \(hello.domain) in this topology").packet)
                     return
                 }
+                if let mismatch = await LinkChannel.peerMismatch(channel.channel, claimedNode: hello.node) {
+                    logger.warning("directory link refused: certificate and node differ", metadata: ["node": "\(hello.node)", "reason": "\(mismatch)"])
+                    try await outbound.write(LinkRefused(code: .notSupportedHere, message: mismatch).packet)
+                    return
+                }
                 domain = hello.domain
                 subscription = subscribe(domain: hello.domain) { notice in
                     try? await outbound.write(notice.packet)

@@ -1,5 +1,7 @@
 import Foundation
+import MyIMCenter
 import MyIMLink
+import MyIMPresence
 import MyIMTopology
 import MyIMWire
 import NIOCore
@@ -21,7 +23,10 @@ struct LinkTLSTests {
             domains: [
                 Domain(
                     name: "alpha.example", center: CenterNode(name: "alpha-center", listen: HostPort(host: "127.0.0.1", port: 7100)),
-                    endpoints: [EndpointNode(name: "alpha-ep1", listen: HostPort(host: "127.0.0.1", port: 7201))])
+                    endpoints: [
+                        EndpointNode(name: "alpha-ep1", listen: HostPort(host: "127.0.0.1", port: 7201)),
+                        EndpointNode(name: "alpha-ep2", listen: HostPort(host: "127.0.0.1", port: 7202)),
+                    ])
             ])
         _ = try ClusterKeys.initialize(for: topology)
         try await body(ClusterKeys(topology: topology))
@@ -87,6 +92,41 @@ struct LinkTLSTests {
             let packet = try await received.value
             #expect(packet == nil, "the center read a packet from a client without a certificate")
             try? await listener.channel.close()
+        }
+    }
+
+    /// What a real center answers a `LinkHello` from `node`, on a TLS link made with
+    /// `certificateOf`'s certificate.
+    private func centerAnswer(hello node: String, certificateOf certificateNode: String, keys: ClusterKeys) async throws -> Packet? {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-link-center-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let center = try Center(configuration: CenterConfiguration(
+            node: "alpha-center", domain: "alpha.example", host: "127.0.0.1", port: 0,
+            protection: try LinkProtection.server(for: "alpha-center", keys: keys, links: .tls),
+            databasePath: directory.appendingPathComponent("center.sqlite").path, endpoints: ["alpha-ep1", "alpha-ep2"],
+            presence: InMemoryPresenceStore(domain: "alpha.example"), directory: StaticDirectory([:])))
+        let listener = try await center.bind()
+        let port = try #require(listener.channel.localAddress?.port)
+        let serving = Task { try await center.serve(listener) }
+        defer { serving.cancel() }
+        let link = try await LinkChannel.connect(
+            host: "127.0.0.1", port: port, serverName: "alpha-center",
+            protection: try LinkProtection.client(for: certificateNode, keys: keys, links: .tls))
+        return try await link.executeThenClose { inbound, outbound in
+            try await outbound.write(LinkHello(node: node, domain: "alpha.example").packet)
+            var packets = inbound.makeAsyncIterator()
+            return try await packets.next()
+        }
+    }
+
+    @Test func anEndpointCannotLinkUnderAnotherEndpointsName() async throws {
+        try await withKeys { keys in
+            let honest = try #require(try await centerAnswer(hello: "alpha-ep1", certificateOf: "alpha-ep1", keys: keys))
+            #expect(honest.type == LinkMessageType.welcome.rawValue)
+
+            let impostor = try #require(try await centerAnswer(hello: "alpha-ep2", certificateOf: "alpha-ep1", keys: keys))
+            let refused = try LinkRefused(packet: impostor)
+            #expect(refused.message.contains("not for alpha-ep2"))
         }
     }
 }
