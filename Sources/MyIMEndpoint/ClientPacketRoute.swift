@@ -19,7 +19,7 @@ enum ClientPacketRoute: Equatable, Sendable {
     static let relayed: Set<MessageType> = [
         .login, .register, .addFriend, .createGroup, .inviteToGroup, .chat, .groupMembersQuery,
         .deliveryAck, .presenceSet, .fetchOffline, .profileQuery, .profileSet, .friendListQuery,
-        .friendPresenceQuery, .fileOffer, .fileChunk, .fileDone, .serverListQuery, .quit,
+        .friendPresenceQuery, .fileOffer, .fileChunk, .fileDone, .serverListQuery, .quit, .leaveGroup, .removeFromGroup,
     ]
 
     init(type: UInt32) {

@@ -76,4 +76,8 @@ extension ErrorCode {
     public static let contentTooLarge = ErrorCode(333)
     public static let directoryUnavailable = ErrorCode(334)
     public static let notAMember = ErrorCode(335)
+    public static let groupFull = ErrorCode(336)
+    public static let invalidGroupName = ErrorCode(337)
+    public static let notGroupOwner = ErrorCode(338)
+    public static let alreadyAMember = ErrorCode(339)
 }

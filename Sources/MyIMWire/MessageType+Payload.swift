@@ -47,6 +47,9 @@ extension MessageType {
         case .authOK: AuthOK.self
         case .quit: Quit.self
         case .quitAck: QuitAck.self
+        case .leaveGroup: LeaveGroup.self
+        case .removeFromGroup: RemoveFromGroup.self
+        case .groupNotice: GroupNotice.self
 
         case .clientHello: ClientHello.self
         case .serverHello: ServerHello.self

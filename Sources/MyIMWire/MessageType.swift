@@ -1,8 +1,9 @@
 /// Every layer-2 message type.
 ///
 /// 1–20 keep seed 000's numbers and meanings (8, left blank there, is the server's receipt
-/// for an accepted chat message); 21–44 are seed 004's commands; 1001–1006 are the
-/// handshake, which runs before the channel is encrypted.
+/// for an accepted chat message); 21–44 are seed 004's commands; 45–47 complete the group
+/// life cycle (leave, remove, notices); 1001–1006 are the handshake, which runs before the
+/// channel is encrypted.
 public enum MessageType: UInt32, CaseIterable, Sendable {
     case login = 1
     case register = 2
@@ -49,6 +50,9 @@ public enum MessageType: UInt32, CaseIterable, Sendable {
     case authOK = 42
     case quit = 43
     case quitAck = 44
+    case leaveGroup = 45
+    case removeFromGroup = 46
+    case groupNotice = 47
 
     case clientHello = 1001
     case serverHello = 1002

@@ -1,4 +1,4 @@
-// Groups (4, 5, 7, 15, 16, 17), as docs/PROTOCOL.md (section 7) describes.
+// Groups (4, 5, 7, 15, 16, 17, 45–47), as docs/PROTOCOL.md (section 7) describes.
 
 /// One element of 10's `groups`.
 public struct GroupEntry: Hashable, Sendable {
@@ -154,5 +154,95 @@ public struct GroupMembers: WireMessage {
 
     public var body: WireDict {
         ["group_id": .int(groupID), "number": .int(number), "members": .list(members.map(WireValue.string))]
+    }
+}
+
+/// 45, client → server: leave a group. The server answers with 47 (`left`, the client's own
+/// address) and tells the other members the same.
+public struct LeaveGroup: WireMessage {
+    public static let messageType = MessageType.leaveGroup
+    public var groupID: Int64
+
+    public init(groupID: Int64) { self.groupID = groupID }
+
+    public init(body: WireDict) throws(WireError) {
+        groupID = try body.int("group_id")
+    }
+
+    public var body: WireDict { ["group_id": .int(groupID)] }
+}
+
+/// 46, client → server: the group's owner removes a member. The server answers with 17 (the
+/// members left); the removed member and the others get 47 (`removed`).
+public struct RemoveFromGroup: WireMessage {
+    public static let messageType = MessageType.removeFromGroup
+    public var groupID: Int64
+    /// The member's address.
+    public var username: String
+
+    public init(groupID: Int64, username: String) {
+        self.groupID = groupID
+        self.username = username
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        groupID = try body.int("group_id")
+        username = try body.string("username")
+    }
+
+    public var body: WireDict { ["group_id": .int(groupID), "username": .string(username)] }
+}
+
+/// 47, server → client: a group's membership changed.
+public struct GroupNotice: WireMessage {
+    public static let messageType = MessageType.groupNotice
+
+    public enum Kind: String, Sendable, CaseIterable {
+        /// `username` joined (invited by `by`).
+        case joined
+        /// `username` left.
+        case left
+        /// `username` was removed by `by` (the owner).
+        case removed
+    }
+
+    public var groupID: Int64
+    public var groupName: String
+    public var kind: Kind
+    /// Whom it is about.
+    public var username: String
+    /// Who did it, for `joined` and `removed`.
+    public var by: String?
+    public var time: Int64
+
+    public init(groupID: Int64, groupName: String, kind: Kind, username: String, by: String? = nil, time: Int64) {
+        self.groupID = groupID
+        self.groupName = groupName
+        self.kind = kind
+        self.username = username
+        self.by = by
+        self.time = time
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        groupID = try body.int("group_id")
+        groupName = try body.string("group_name")
+        let kind = try body.string("kind")
+        guard let parsed = Kind(rawValue: kind) else {
+            throw WireError.invalidField("kind", "'\(kind.prefix(32))' is not joined, left or removed")
+        }
+        self.kind = parsed
+        username = try body.string("username")
+        by = try body.optionalString("by")
+        time = try body.int("time")
+    }
+
+    public var body: WireDict {
+        var body: WireDict = [
+            "group_id": .int(groupID), "group_name": .string(groupName), "kind": .string(kind.rawValue),
+            "username": .string(username), "time": .int(time),
+        ]
+        body["by"] = by.map(WireValue.string)
+        return body
     }
 }

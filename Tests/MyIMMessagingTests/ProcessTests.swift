@@ -1,0 +1,340 @@
+import Foundation
+import MyIMClient
+import MyIMPresence
+import MyIMRedis
+import MyIMWire
+import Synchronization
+import Testing
+
+/// The cluster as separate `myim` processes (see ``ProcessCluster``), killed with SIGKILL for
+/// real: what the issue asks about presence after a crash and messages across a center restart.
+///
+/// They need `.build/debug/myim` (run `swift build` first; `make test` does) and redis-server.
+@Suite("Processes", .serialized, .timeLimit(.minutes(3)))
+struct ProcessTests {
+    /// The presence TTL the roles use: `CenterConfiguration.presenceTTL` and
+    /// `EndpointConfiguration.presenceTTL` (30 s). No flag or topology key shortens it, so the
+    /// TTL test waits for the real one.
+    static let presenceTTL = 30
+    static let alice = "alice@\(ProcessCluster.domain)"
+    static let bob = "bob@\(ProcessCluster.domain)"
+
+    // MARK: - Presence after SIGKILL
+
+    /// Only the endpoint dies: the center sees its link drop and takes its users offline at once,
+    /// long before the TTL; the user comes back through the other endpoint.
+    @Test func anEndpointKilledAloneIsTakenOfflineByTheCenterAtOnce() async throws {
+        try await ProcessCluster.run { cluster in
+            try await cluster.register("bob")
+            let session = try await cluster.login("bob")
+            let bob = try await cluster.connect(session, name: "bob", to: .ep1)
+            let entry = try await cluster.waitForPresence(of: "bob", timeout: .seconds(5))
+            try #require(entry["endpoint"] == "alpha-ep1")
+            try #require(entry["session"]?.hasPrefix("alpha-ep1:") == true)
+
+            let killedAt = ContinuousClock.now
+            try await cluster.kill(.ep1)
+            let gone = try await cluster.waitForNoPresence(of: "bob", until: killedAt + .seconds(5))
+            guard let clearedAt = gone else {
+                let left = try await cluster.presence(of: "bob")
+                throw ProcessTestError("""
+                    bob is still online in Redis 5 s after alpha-ep1 was killed (\(left)); the center should clear \
+                    presence as soon as the endpoint's link drops, not wait for the \(Self.presenceTTL) s TTL
+                    """)
+            }
+            let members = try await cluster.redisCommand(["SMEMBERS", "myim:\(ProcessCluster.domain):endpoint:alpha-ep1:users"])
+            try #require(members.array?.compactMap(\.string).contains("bob") == false, "bob is still in alpha-ep1's user set")
+
+            // The client sees its connection end, and bob comes back through the other endpoint.
+            let closedBy = ContinuousClock.now + .seconds(5)
+            while await bob.closedReason == nil, ContinuousClock.now < closedBy {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try #require(await bob.closedReason != nil, "bob's connection to the killed endpoint did not end")
+            let again = try await cluster.connect(session, name: "bob", to: .ep2)
+            let back = try await cluster.waitForPresence(of: "bob", timeout: .seconds(5))
+            try #require(back["endpoint"] == "alpha-ep2")
+            try await again.quit()
+            try #require(try await cluster.waitForNoPresence(of: "bob", until: .now + .seconds(5)) != nil, "a quit left bob online")
+            print("Processes: presence cleared \(killedAt.duration(to: clearedAt)) after SIGKILL of the endpoint alone")
+        }
+    }
+
+    /// The endpoint and the center both die, so nobody removes the user on purpose: the entry
+    /// stays until its TTL runs out, then goes, and the dead endpoint no longer counts as live.
+    @Test func anEndpointKilledWithItsCenterLeavesNoGhostPresenceAfterTheTTL() async throws {
+        try await ProcessCluster.run { cluster in
+            try await cluster.register("bob")
+            let session = try await cluster.login("bob")
+            let bob = try await cluster.connect(session, name: "bob", to: .ep1)
+            let entry = try await cluster.waitForPresence(of: "bob", timeout: .seconds(5))
+            try #require(entry["endpoint"] == "alpha-ep1")
+            let ttl = try #require(try await cluster.redisCommand(["TTL", ProcessCluster.presenceKey("bob")]).int)
+            try #require((1...Int64(Self.presenceTTL)).contains(ttl), "the presence TTL is \(ttl) s, not at most \(Self.presenceTTL) s: update this test")
+
+            let killedAt = ContinuousClock.now
+            try await cluster.kill(.ep1, .center)
+            await bob.close()
+
+            // Nobody is left to clean up: 2 s later bob is still "online", as written before the kill.
+            try await Task.sleep(for: .seconds(2))
+            try #require(try await cluster.presence(of: "bob") == entry, "something other than the TTL removed bob's presence")
+
+            let bound = Duration.seconds(Self.presenceTTL + 10)
+            let gone = try await cluster.waitForNoPresence(of: "bob", until: killedAt + bound)
+            guard let expiredAt = gone else {
+                let left = try await cluster.presence(of: "bob")
+                throw ProcessTestError("""
+                    ghost presence: bob is still online \(bound) after his endpoint and the center were killed \
+                    (HGETALL \(ProcessCluster.presenceKey("bob")): \(left))
+                    """)
+            }
+            let alive = try await cluster.redisCommand(["EXISTS", "myim:\(ProcessCluster.domain):endpoint:alpha-ep1:alive"])
+            try #require(alive.int == 0, "alpha-ep1's liveness key outlived its TTL")
+            let connection = try await cluster.redis.connect()
+            let store = RedisPresenceStore(connection: connection, domain: ProcessCluster.domain)
+            let online = try await store.lookup([Self.bob])
+            let live = try await store.liveEndpoints(domain: ProcessCluster.domain)
+            let count = try await store.onlineCount(domain: ProcessCluster.domain)
+            try? await connection.close()
+            try #require(online.isEmpty)
+            try #require(live == ["alpha-ep2"], "alpha-ep2 keeps heartbeating without a center; alpha-ep1 is dead")
+            try #require(count == 0)
+            print("Processes: ghost presence expired \(killedAt.duration(to: expiredAt)) after SIGKILL of endpoint and center (TTL \(Self.presenceTTL) s)")
+        }
+    }
+
+    // MARK: - Messages across a center restart
+
+    /// Bob online on alpha-ep2 the whole time, acknowledging what he gets; alice on alpha-ep1.
+    @Test func aCenterRestartedMidConversationLosesNoAckedMessageAndDuplicatesNoneForAnOnlineRecipient() async throws {
+        try await ProcessCluster.run { cluster in
+            try await cluster.register("alice")
+            try await cluster.register("bob")
+            let alice = try await cluster.connect(try await cluster.login("alice"), name: "alice", to: .ep1, options: Self.aliceOptions)
+            let bobSession = try await cluster.login("bob")
+            let bob = try await cluster.connect(bobSession, name: "bob", to: .ep2)
+            let inbox = ProcessTestInbox()
+            let receiver = Task { await inbox.receive(on: bob) }
+
+            let conversation = try await Self.converseAcrossCenterRestart(cluster, alice: alice)
+
+            // Bob gets every acknowledged message; wait (bounded) until all have come.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while Set(inbox.deliveries.map(\.clientMessageID)) != Set(conversation.ids), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            inbox.stop()
+            await receiver.value
+            let deliveries = inbox.deliveries
+            try conversation.requireExactlyOnce(deliveries.map { ($0.clientMessageID, $0.serverMessageID, $0.content) }, what: "bob's deliveries", redeliveries: true)
+            let history = try MessageHistory(home: cluster.home("bob"), owner: Self.bob).records(withPeer: Self.alice)
+            try #require(history.count == conversation.ids.count, "bob's history has \(history.count) records for \(conversation.ids.count) messages")
+            try conversation.requireExactlyOnce(history.compactMap(\.delivery).map { ($0.clientMessageID, $0.serverMessageID, $0.content) }, what: "bob's history")
+            let redelivered = deliveries.count - Set(deliveries.map(\.serverMessageID)).count
+
+            // Bob acknowledged everything: a new session finds nothing waiting.
+            try await bob.quit()
+            let again = try await cluster.connect(bobSession, name: "bob", to: .ep2)
+            try #require(again.initialState.messages.map(\.clientMessageID) == [], "the center still queues messages bob acknowledged")
+            try await again.quit()
+            try await alice.quit()
+            print("Processes: online recipient: \(conversation.summary); \(redelivered) wire redelivery(ies) of unacknowledged messages, \(inbox.errors.count) error event(s) for bob")
+        }
+    }
+
+    /// Bob offline while alice sends and the center restarts; then `myim inbox` (the CLI) gets
+    /// every acknowledged message once, and a second `myim inbox` gets none.
+    @Test func aCenterRestartedMidConversationLosesNoAckedMessageAndDuplicatesNoneForAnOfflineRecipient() async throws {
+        try await ProcessCluster.run { cluster in
+            try await cluster.register("alice")
+            let bobHome = cluster.home("bob").path
+            let password = ProcessCluster.password + "\n"
+            let common = ["--server", cluster.loginServer, "--pin", try cluster.loginPin.description, "--password-stdin", "--json"]
+            let registered = try await cluster.cli(["register", Self.bob] + common, home: bobHome, input: password)
+            try #require(registered.status == 0, "myim register: \(registered.output)\(registered.errors)")
+            let loggedIn = try await cluster.cli(["login", Self.bob] + common, home: bobHome, input: password)
+            try #require(loggedIn.status == 0, "myim login: \(loggedIn.output)\(loggedIn.errors)")
+
+            let alice = try await cluster.connect(try await cluster.login("alice"), name: "alice", to: .ep1, options: Self.aliceOptions)
+            let conversation = try await Self.converseAcrossCenterRestart(cluster, alice: alice)
+            try await alice.quit()
+
+            let inbox = try await cluster.cli(["inbox", "--json", "--wait", "1"], home: bobHome)
+            try #require(inbox.status == 0, "myim inbox: \(inbox.output)\(inbox.errors)")
+            let printed = Self.records(in: inbox.output)
+            try conversation.requireExactlyOnce(printed.compactMap(\.delivery).map { ($0.clientMessageID, $0.serverMessageID, $0.content) }, what: "myim inbox")
+            let history = try MessageHistory(home: cluster.home("bob"), owner: Self.bob).records(withPeer: Self.alice)
+            try conversation.requireExactlyOnce(history.compactMap(\.delivery).map { ($0.clientMessageID, $0.serverMessageID, $0.content) }, what: "bob's history")
+
+            let second = try await cluster.cli(["inbox", "--json", "--wait", "0.5"], home: bobHome)
+            try #require(second.status == 0, "second myim inbox: \(second.output)\(second.errors)")
+            try #require(Self.records(in: second.output).map(\.clientMessageID) == [], "a second inbox got messages again")
+            print("Processes: offline recipient: \(conversation.summary)")
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// A reply that never comes (a chat the killed center took with it) fails after 3 s, not 30.
+    static var aliceOptions: MessagingOptions {
+        var options = MessagingOptions()
+        options.replyTimeout = .seconds(3)
+        return options
+    }
+
+    static func text(_ index: Int) -> String { "message \(index) from alice" }
+
+    /// The history records (message 18 layout) among `output`'s lines; other lines are skipped.
+    static func records(in output: String) -> [HistoryRecord] {
+        output.split(whereSeparator: \.isNewline).compactMap { try? JSONDecoder().decode(HistoryRecord.self, from: Data($0.utf8)) }
+    }
+
+    /// What alice sent and what the server acknowledged.
+    struct Conversation {
+        /// Client message ids in sending order.
+        var ids: [String]
+        var texts: [String: String]
+        /// The first 8 alice got for each id.
+        var acked: [String: ChatAccepted]
+        /// Ids that failed their first send (330 or no answer) and were sent again.
+        var resent: [String]
+        var killedAfterAcks: Int
+        var downtime: Duration
+        var reconnect: Duration
+
+        var summary: String {
+            "\(ids.count) messages, center killed after \(killedAfterAcks) acks, down \(downtime), endpoints relinked \(reconnect) after its restart, "
+                + "\(resent.count) resent with the same client id (\(resent.joined(separator: ", ")))"
+        }
+
+        /// Every id appears exactly once in `seen`, with the server id of its 8 and its text.
+        ///
+        /// With `redeliveries`, the same message may come again with the same server id (live
+        /// deliveries: a message whose acknowledgement the killed center never processed is sent
+        /// again, as QoS 1 says); without, each must be there once (what the user is shown).
+        func requireExactlyOnce(
+            _ seen: [(clientID: String, serverID: Int64, content: ChatContent)], what: String, redeliveries: Bool = false
+        ) throws {
+            var serverIDs: [String: [Int64]] = [:]
+            for item in seen { serverIDs[item.clientID, default: []].append(item.serverID) }
+            let missing = ids.filter { serverIDs[$0] == nil }
+            try #require(missing.isEmpty, "\(what) lacks acknowledged messages \(missing)")
+            let unexpected = Set(serverIDs.keys).subtracting(ids)
+            try #require(unexpected.isEmpty, "\(what) has messages alice never sent: \(unexpected.sorted())")
+            for id in ids {
+                let expected = try #require(acked[id]).serverMessageID
+                // The same server id again is a wire redelivery of an unacknowledged message; a
+                // second server id would be the message stored twice.
+                try #require(Set(serverIDs[id] ?? []) == [expected], "\(what): \(id) came as server ids \(serverIDs[id] ?? []), acknowledged as \(expected)")
+            }
+            for item in seen {
+                try #require(item.content == .text(texts[item.clientID] ?? ""), "\(what): \(item.clientID) has other content: \(item.content)")
+            }
+            if !redeliveries {
+                try #require(seen.count == ids.count, "\(what) shows \(seen.count) messages for \(ids.count) sent: some twice")
+            }
+        }
+    }
+
+    /// Alice sends QoS-1 messages to bob one after the other; after the 10th acknowledgement
+    /// the center is killed with SIGKILL while she goes on sending, kept down 0.5 s, and
+    /// started again on the same topology and data. The endpoints relink by themselves. Then
+    /// alice resends, with the same client message id, every message she got no 8 for, until
+    /// each has one, and resends a few acknowledged ones: the server gives back their ids.
+    static func converseAcrossCenterRestart(_ cluster: ProcessCluster, alice: MessagingConnection, count: Int = 30, killAfter: Int = 10) async throws
+        -> Conversation
+    {
+        let ids = (0..<count).map { "alice-\($0)" }
+        let texts = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, text($0)) })
+        let downtime = Duration.milliseconds(500)
+        var acked: [String: ChatAccepted] = [:]
+        var failed: [String: String] = [:]
+        var restart: Task<(killed: ContinuousClock.Instant, restarted: ContinuousClock.Instant), any Error>?
+        var lastSendStarted = ContinuousClock.now
+        // Nothing in this loop throws, so the restart below is always awaited before returning.
+        for id in ids {
+            lastSendStarted = .now
+            do {
+                acked[id] = try await alice.send(.text(texts[id]!), to: bob, clientMessageID: id)
+            } catch {
+                failed[id] = error.message
+            }
+            if restart == nil, acked.count == killAfter {
+                restart = Task {
+                    let killed = ContinuousClock.now
+                    try await cluster.kill(.center)
+                    try await Task.sleep(for: downtime)
+                    try await cluster.start(.center)
+                    return (killed, ContinuousClock.now)
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let restartTask = try #require(restart, "alice never got \(killAfter) acknowledgements, so the center was never killed: \(failed)")
+        let (killedAt, restartedAt) = try await restartTask.value
+        try #require(killedAt < lastSendStarted, "the center was killed after the last message; nothing was sent across the restart")
+        try await cluster.waitForLinks(count: 2, timeout: .seconds(20))
+        let reconnect = restartedAt.duration(to: .now)
+
+        // Resend what got no 8, with the same client message id (bounded: 5 rounds).
+        var resent: [String] = []
+        for _ in 1...5 where acked.count < count {
+            for id in ids where acked[id] == nil {
+                do {
+                    acked[id] = try await alice.send(.text(texts[id]!), to: bob, clientMessageID: id)
+                    resent.append(id)
+                } catch {
+                    failed[id] = error.message
+                }
+            }
+            if acked.count < count { try await Task.sleep(for: .seconds(1)) }
+        }
+        let unacked = ids.filter { acked[$0] == nil }
+        try #require(unacked.isEmpty, "no 8 after 5 rounds of resending for \(unacked.map { "\($0): \(failed[$0] ?? "?")" })")
+
+        // Resending acknowledged messages (one before the kill, one around it, the last) with
+        // their client ids stores nothing new: the server answers with the same ids.
+        for id in Set([ids[0], ids[killAfter - 1], ids[killAfter], ids[count - 1]] + resent.prefix(2)) {
+            let again = try await alice.send(.text(texts[id]!), to: bob, clientMessageID: id)
+            try #require(again.serverMessageID == acked[id]?.serverMessageID, "resending \(id) got server id \(again.serverMessageID), not \(acked[id]?.serverMessageID ?? 0)")
+        }
+        return Conversation(
+            ids: ids, texts: texts, acked: acked, resent: resent, killedAfterAcks: killAfter, downtime: downtime, reconnect: reconnect)
+    }
+}
+
+/// Bob's side of a conversation: every event read, QoS-1 deliveries acknowledged at once.
+final class ProcessTestInbox: Sendable {
+    private struct State {
+        var deliveries: [ChatDelivery] = []
+        var errors: [ClientError] = []
+        var stopped = false
+    }
+
+    private let state = Mutex(State())
+
+    var deliveries: [ChatDelivery] { state.withLock { $0.deliveries } }
+    var errors: [ClientError] { state.withLock { $0.errors } }
+
+    func stop() { state.withLock { $0.stopped = true } }
+
+    /// Reads `connection` until ``stop()`` or until it closes.
+    func receive(on connection: MessagingConnection) async {
+        while !state.withLock({ $0.stopped }) {
+            guard let event = await connection.next(timeout: .milliseconds(200)) else {
+                if await connection.closedReason != nil { return }
+                continue
+            }
+            switch event {
+            case .delivery(let delivery):
+                state.withLock { $0.deliveries.append(delivery) }
+                if delivery.qos == .atLeastOnce { try? await connection.ack([delivery.serverMessageID]) }
+            case .error(let error):
+                state.withLock { $0.errors.append(error) }
+            default:
+                break
+            }
+        }
+    }
+}
