@@ -17,6 +17,12 @@ extension Center {
             case .deliveryAck:
                 let ack = try DeliveryAck(packet: packet)
                 try await store.acknowledge(ack.ids, by: user)
+                try await store.advanceCursors(ack.groups, of: user)
+            case .createGroup: try await createGroup(CreateGroup(packet: packet), session: request.session, user: user)
+            case .inviteToGroup: try await invite(InviteToGroup(packet: packet), session: request.session, user: user)
+            case .groupMembersQuery: try await groupMembers(GroupMembersQuery(packet: packet), session: request.session, user: user)
+            case .leaveGroup: try await leaveGroup(LeaveGroup(packet: packet), session: request.session, user: user)
+            case .removeFromGroup: try await removeFromGroup(RemoveFromGroup(packet: packet), session: request.session, user: user)
             case .addFriend: try await addFriend(AddFriend(packet: packet), session: request.session, user: user)
             case .friendListQuery:
                 await reply(FriendList(friends: try await store.friends(of: user)), to: request.session)
@@ -62,8 +68,13 @@ extension Center {
     // MARK: - 1:1 chat (6 → 8, 18)
 
     private func chat(_ chat: Chat, session: String, user: String) async throws {
-        guard case .user(let rawTarget) = chat.target else {
-            throw CenterRefusal(.notSupportedHere, "group chat is not served yet")
+        let rawTarget: String
+        switch chat.target {
+        case .user(let address): rawTarget = address
+        case .group(let groupID):
+            try check(chat.content)
+            try await groupChat(chat, groupID: groupID, session: session, user: user)
+            return
         }
         let target = try address(rawTarget)
         try check(chat.content)
@@ -149,7 +160,7 @@ extension Center {
     // MARK: - Helpers
 
     /// A lower-cased `name@domain` of this center's domain.
-    private func address(_ raw: String) throws(CenterRefusal) -> String {
+    func address(_ raw: String) throws(CenterRefusal) -> String {
         let address = raw.lowercased()
         let parts = address.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2, !parts[0].isEmpty, parts[0].utf8.count <= 32 else {

@@ -34,6 +34,7 @@ public actor Center {
     var links: [String: Link] = [:]
     var nextLinkID = 0
     var userIDs: [String: Int64] = [:]
+    var groupCache: [Int64: CachedGroup] = [:]
 
     public init(configuration: CenterConfiguration, logger: Logger = Logger(label: "myim.center")) throws {
         self.configuration = configuration
@@ -50,6 +51,7 @@ public actor Center {
     public nonisolated func serve(_ listener: NIOAsyncChannel<NIOAsyncChannel<Packet, Packet>, Never>) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await self.sweepLoop() }
+            group.addTask { try await self.groupSweepLoop() }
             group.addTask { await self.configuration.directory.run { notice in await self.accountNotice(notice) } }
             try await listener.executeThenClose { inbound in
                 for try await link in inbound {
@@ -164,10 +166,14 @@ public actor Center {
         do {
             let friends = try await store.friends(of: info.user)
             let unread = try await store.pending(for: info.user, limit: configuration.initialBatch)
-            let initial = InitialState(friends: friends.map { FriendEntry(username: $0.username, userID: $0.userID) }, groups: [], messages: unread)
+            let groups = try await groupsAtOpen(of: info.user)
+            let initial = InitialState(
+                friends: friends.map { FriendEntry(username: $0.username, userID: $0.userID) }, groups: groups.map(\.entry), messages: unread)
             guard sessions[info.session] != nil else { return }
             await send(SessionReady(session: info.session, initial: initial.body).packet, toEndpoint: endpoint)
-            await flush(info.session, after: unread.last?.serverMessageID ?? 0, continuing: unread.count == configuration.initialBatch)
+            await flush(
+                info.session, after: unread.last?.serverMessageID ?? 0, continuing: unread.count == configuration.initialBatch,
+                groups: Dictionary(groups.map { ($0.entry.groupID, $0.after) }, uniquingKeysWith: { first, _ in first }))
             await notifyFriends(of: info.user, online: true, status: .online)
             logger.info("session open", metadata: ["user": "\(info.user)", "session": "\(info.session)", "endpoint": "\(endpoint)"])
         } catch {
@@ -175,25 +181,47 @@ public actor Center {
         }
     }
 
-    /// Sends every queued message after `after` as 18, then marks the session ready.
+    /// Sends every queued 1:1 message after `after`, then every group message past the
+    /// member's cursor (`groups`: group id → last sequence received), as 18, then marks the
+    /// session ready.
     ///
     /// A message stored while this runs is either in a later batch or marks the session
-    /// `missed` (``deliverLive(_:to:)``), which makes this query again: nothing falls between
-    /// the flush and the live path. `ready` is set with no suspension after the last check.
-    private func flush(_ sessionID: String, after: Int64, continuing: Bool) async {
+    /// `missed` (``deliverLive(_:to:)``, the group fan-out), which makes this query again (and
+    /// look for groups joined meanwhile): nothing falls between the flush and the live path.
+    /// `ready` is set with no suspension after the last check.
+    private func flush(_ sessionID: String, after: Int64, continuing: Bool, groups: [Int64: Int64]) async {
         var cursor = after
-        var more = continuing
-        while more || sessions[sessionID]?.missed == true {
+        var groupCursors = groups
+        var firstPass = true
+        while firstPass || sessions[sessionID]?.missed == true {
             sessions[sessionID]?.missed = false
-            repeat {
-                guard let session = sessions[sessionID] else { return }
-                let batch = (try? await store.pending(for: session.info.user, after: cursor, limit: 500)) ?? []
-                for delivery in batch {
-                    await send(delivery.packet, toSessions: [sessionID], on: session.endpoint)
+            guard let user = sessions[sessionID]?.info.user else { return }
+            if !firstPass || continuing {
+                var more = true
+                while more {
+                    guard let session = sessions[sessionID] else { return }
+                    let batch = (try? await store.pending(for: user, after: cursor, limit: 500)) ?? []
+                    for delivery in batch { await send(delivery.packet, toSessions: [sessionID], on: session.endpoint) }
+                    cursor = batch.last?.serverMessageID ?? cursor
+                    more = batch.count == 500
                 }
-                cursor = batch.last?.serverMessageID ?? cursor
-                more = batch.count == 500
-            } while more
+            }
+            if !firstPass, let current = try? await groupsAtOpen(of: user) {
+                for (entry, delivered) in current where groupCursors[entry.groupID] == nil { groupCursors[entry.groupID] = delivered }
+            }
+            for (groupID, start) in groupCursors.sorted(by: { $0.key < $1.key }) {
+                var groupCursor = start
+                var more = true
+                while more {
+                    guard let session = sessions[sessionID] else { return }
+                    let batch = (try? await store.groupMessages(groupID, after: groupCursor, limit: 500)) ?? []
+                    for delivery in batch { await send(delivery.packet, toSessions: [sessionID], on: session.endpoint) }
+                    groupCursor = batch.last?.seq ?? groupCursor
+                    more = batch.count == 500
+                }
+                groupCursors[groupID] = groupCursor
+            }
+            firstPass = false
         }
         sessions[sessionID]?.ready = true
     }

@@ -25,6 +25,16 @@ public struct CenterConfiguration: Sendable {
     public var maxTextBytes: Int = 64 * 1024
     /// Unread messages carried in message 10 itself; the rest follow as 18.
     public var initialBatch: Int = 200
+    /// Most members a group can have (the creator included); more is refused with 336.
+    public var maxGroupMembers: Int = 2000
+    /// Longest group name, in bytes of UTF-8; longer is refused with 337.
+    public var maxGroupNameBytes: Int = 64
+    /// A group message not yet received by every member is deleted after this long (ms).
+    public var groupMessageRetention: Int64 = 7 * 24 * 3_600_000
+    /// How often group messages every member has, or past their retention, are deleted.
+    public var groupSweepInterval: Duration = .seconds(300)
+    /// Groups whose members are kept in memory; past this the cache starts again.
+    public var groupCacheLimit: Int = 100_000
     /// How long a client message id is remembered against retried sends (ms).
     public var dedupRetention: Int64 = 7 * 24 * 3_600_000
     /// Milliseconds since 1970; injectable so that tests can move time.

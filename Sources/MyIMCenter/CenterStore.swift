@@ -22,7 +22,7 @@ public enum AcceptOutcome: Sendable, Hashable {
 ///
 /// Only the center opens it. Writes go through GRDB's pool (WAL), so reads never wait.
 public final class CenterStore: Sendable {
-    private let pool: DatabasePool
+    let pool: DatabasePool
 
     public init(path: String) throws {
         pool = try SQLiteFile.openPool(path: path, migrator: Self.migrator)
@@ -67,6 +67,7 @@ public final class CenterStore: Sendable {
                 t.column("value", .integer).notNull()
             }
         }
+        registerGroupMigration(&migrator)
         return migrator
     }
 
@@ -172,7 +173,7 @@ public final class CenterStore: Sendable {
         try await pool.write { db in try Self.nextMessageID(db) }
     }
 
-    private static func nextMessageID(_ db: Database) throws -> Int64 {
+    static func nextMessageID(_ db: Database) throws -> Int64 {
         try db.execute(sql: "INSERT INTO counter (name, value) VALUES ('message', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1")
         return try Int64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'message'") ?? 1
     }

@@ -31,7 +31,10 @@ struct TestCenter {
     let presence: InMemoryPresenceStore
     private let task: Task<Void, any Error>
 
-    static func start(directory: URL? = nil, presence: InMemoryPresenceStore? = nil, clock: CenterClock = CenterClock()) async throws -> TestCenter {
+    static func start(
+        directory: URL? = nil, presence: InMemoryPresenceStore? = nil, clock: CenterClock = CenterClock(),
+        configure: (inout CenterConfiguration) -> Void = { _ in }
+    ) async throws -> TestCenter {
         let directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("myim-center-\(UUID().uuidString)")
         let presence = presence ?? InMemoryPresenceStore(domain: "alpha.example", now: { clock.milliseconds })
         var configuration = CenterConfiguration(
@@ -40,6 +43,7 @@ struct TestCenter {
             directory: StaticDirectory.testUsers)
         configuration.clock = { clock.milliseconds }
         configuration.maxImageBytes = 1024
+        configure(&configuration)
         let center = try Center(configuration: configuration)
         let listener = try await center.bind()
         let port = try #require(listener.channel.localAddress?.port)
@@ -97,22 +101,32 @@ final class FakeEndpoint {
         try await send(FromClient(session: session, payload: message.packet))
     }
 
-    /// The next client packet for `session`, of `type` if given.
+    /// The next client packet for `session`, of `type` if given. A link message naming other
+    /// sessions too stays, for them, where it was.
     func delivery(for session: String, type: MessageType? = nil) async throws -> Packet {
-        let packet = try await next { packet in
+        let (packet, position) = try await take { packet in
             guard packet.type == LinkMessageType.toClient.rawValue, let message = try? ToClient(packet: packet) else { return false }
             return message.sessions.contains(session) && (type == nil || message.payload.type == type!.rawValue)
         }
-        return try ToClient(packet: packet).payload
+        let message = try ToClient(packet: packet)
+        let others = message.sessions.filter { $0 != session }
+        if !others.isEmpty { backlog.insert(ToClient(sessions: others, payload: message.payload).packet, at: position) }
+        return message.payload
     }
 
     /// The next packet matching `predicate` (within 5 s); others are kept for later.
     func next(where predicate: (Packet) -> Bool) async throws -> Packet {
-        if let index = backlog.firstIndex(where: predicate) { return backlog.remove(at: index) }
+        try await take(where: predicate).packet
+    }
+
+    /// The next packet matching `predicate`, and where in the backlog it stood (its end for a
+    /// packet read now).
+    private func take(where predicate: (Packet) -> Bool) async throws -> (packet: Packet, position: Int) {
+        if let index = backlog.firstIndex(where: predicate) { return (backlog.remove(at: index), index) }
         let deadline = ContinuousClock.now + .seconds(5)
         while ContinuousClock.now < deadline {
             guard let packet = try await inbound.next() else { throw CenterTestFailure("the center closed the link") }
-            if predicate(packet) { return packet }
+            if predicate(packet) { return (packet, backlog.count) }
             backlog.append(packet)
         }
         throw CenterTestFailure("nothing matching arrived within 5 s")
@@ -278,7 +292,7 @@ struct CenterTests {
                     session: "ep1:1")
                 #expect(try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1")).code == .contentTooLarge)
                 try await ep1.request(Chat(target: .group(7), content: .text("x"), clientMessageID: "3"), session: "ep1:1")
-                #expect(try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1")).code == .notSupportedHere)
+                #expect(try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1")).code == .notAMember)
                 try await ep1.send(FromClient(session: "ep1:1", payload: Packet(type: 6, body: ["type": .int(0)])))
                 #expect(try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1")).code == .missingKey)
             }
