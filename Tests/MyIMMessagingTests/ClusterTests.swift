@@ -135,6 +135,46 @@ struct ClusterTests {
         }
     }
 
+    @Test func aGroupAcrossBothEndpointsReachesEveryMemberWithOneSequence() async throws {
+        try await withCluster { cluster in
+            let (alice, _) = try await cluster.login("alice@alpha.example", endpoint: 0, userID: 1)
+            let (bob, _) = try await cluster.login("bob@alpha.example", endpoint: 1, userID: 2)
+            let (carol, _) = try await cluster.login("carol@alpha.example", endpoint: 1, userID: 3)
+
+            try await alice.send(CreateGroup(name: "ropes", members: ["bob@alpha.example", "carol@alpha.example"]))
+            let group = try GroupCreated(packet: try await cluster.next(.groupCreated, on: alice)).groupID
+            for member in [bob, carol] {
+                #expect(try AddedToGroup(packet: try await cluster.next(.addedToGroup, on: member)).groupID == group)
+            }
+            try await carol.send(GroupMembersQuery(groupID: group))
+            let members = try GroupMembers(packet: try await cluster.next(.groupMembers, on: carol))
+            #expect(members.members == ["alice@alpha.example", "bob@alpha.example", "carol@alpha.example"])
+
+            for (index, text) in ["belay on", "climbing"].enumerated() {
+                try await alice.send(Chat(target: .group(group), content: .text(text), clientMessageID: "g\(index)"))
+            }
+            var accepted: [ChatAccepted] = []
+            var copies: [ChatDelivery] = []
+            while accepted.count < 2 || copies.count < 2 {
+                let packet = try #require(await alice.next(), "alice is missing an 8 or an 18")
+                if packet.type == MessageType.chatAccepted.rawValue { accepted.append(try ChatAccepted(packet: packet)) }
+                if packet.type == MessageType.chatDelivery.rawValue { copies.append(try ChatDelivery(packet: packet)) }
+            }
+            #expect(accepted.map(\.seq) == [1, 2])
+            #expect(copies.map(\.seq) == [1, 2])
+            for member in [bob, carol] {
+                let first = try ChatDelivery(packet: try await cluster.next(.chatDelivery, on: member))
+                let second = try ChatDelivery(packet: try await cluster.next(.chatDelivery, on: member))
+                #expect([first.seq, second.seq] == [1, 2])
+                #expect(first.kind == .group && first.targetName == "ropes" && first.senderName == "alice@alpha.example")
+                #expect(first.content == .text("belay on") && second.content == .text("climbing"))
+            }
+            await alice.close()
+            await bob.close()
+            await carol.close()
+        }
+    }
+
     @Test func bobOfflineGetsEverythingInOrderAtLogin() async throws {
         try await withCluster { cluster in
             let (alice, _) = try await cluster.login("alice@alpha.example", endpoint: 0, userID: 1)
