@@ -392,7 +392,7 @@ struct BenchMessages: AsyncParsableCommand {
 // MARK: - The in-process cluster
 
 /// A center and two endpoints on 127.0.0.1, as `ClusterTests` starts them, with in-memory presence.
-private struct BenchCluster {
+struct BenchCluster {
     let tokenKey: Curve25519.Signing.PrivateKey
     let center: Center
     let centerTask: Task<Void, any Error>
@@ -478,7 +478,7 @@ private struct BenchCluster {
 }
 
 /// Runs `body` but returns after `limit` even if it has not finished (it is then left behind).
-private func waitAtMost(_ limit: Duration, _ body: @escaping @Sendable () async -> Void) async {
+func waitAtMost(_ limit: Duration, _ body: @escaping @Sendable () async -> Void) async {
     let done = Locked<CheckedContinuation<Void, Never>?>(nil)
     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         done.withLock { $0 = continuation }
@@ -494,7 +494,7 @@ private func waitAtMost(_ limit: Duration, _ body: @escaping @Sendable () async 
 }
 
 /// A value behind a lock, shareable between tasks.
-private final class Locked<Value: Sendable>: Sendable {
+final class Locked<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
     init(_ value: Value) { mutex = Mutex(value) }
     func withLock<R: Sendable>(_ body: (inout sending Value) -> sending R) -> R { mutex.withLock(body) }
@@ -504,7 +504,7 @@ private final class Locked<Value: Sendable>: Sendable {
 
 /// One client on the secure channel: a reader task hands every packet to the current handler,
 /// or queues it while there is none (the auth replies).
-private final class BenchClient: Sendable {
+final class BenchClient: Sendable {
     let user: String
     private let channel: any Channel
     private let writer = Mutex<NIOAsyncChannelOutboundWriter<Packet>?>(nil)
