@@ -32,6 +32,7 @@ build: deps
 # and on a 2-core machine the CPU-heavy suites (fuzz mutations, RSA, scrypt) running beside
 # them in parallel starve them into false failures.
 test: deps
+	$(SWIFT) build
 	$(SWIFT) test --no-parallel
 
 # The main job: a release build, then the whole cluster of topology.yaml on this machine

@@ -180,6 +180,7 @@ final class ChildProcess: Sendable {
     /// SIGTERM; SIGKILL after 5 s if it is still there; then closes the log.
     func stop() async {
         signal(SIGTERM)
+        signal(SIGCONT)  // A process stopped by a test would not act on SIGTERM.
         if !(await waitForExit(timeout: .seconds(5))) {
             signal(SIGKILL)
             await waitForExit(timeout: .seconds(5))
@@ -410,6 +411,15 @@ final class ProcessCluster: Sendable {
                 throw ProcessTestError("\(child.name) did not log '\(text)' \(count) time(s) within \(timeout)")
             }
             try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Polls `condition` every 20 ms until it holds; throws after `timeout`.
+    func waitFor(_ what: String, timeout: Duration, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { throw ProcessTestError("\(what): not within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(20))
         }
     }
 

