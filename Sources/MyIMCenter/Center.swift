@@ -91,7 +91,7 @@ public actor Center {
                 let id = await register(node: hello.node, writer: outbound)
                 registered = (hello.node, id)
                 try await outbound.write(LinkWelcome(node: configuration.node, time: configuration.clock()).packet)
-                for info in hello.sessions { await open(info, endpoint: hello.node) }
+                for info in hello.sessions { await open(info, endpoint: hello.node, rebinding: true) }
                 while let packet = try await packets.next() {
                     await handle(packet, from: hello.node)
                 }
@@ -141,7 +141,13 @@ public actor Center {
     // MARK: - Sessions
 
     /// Binds a session; an older session of the same user is kicked (the newer login wins).
-    func open(_ info: SessionInfo, endpoint: String) async {
+    ///
+    /// `rebinding`: the endpoint already holds the session bound (it relinked, after a center
+    /// restart or a dropped link) and ignores the message 10 in `SessionReady`; everything
+    /// queued is then sent as 18, so that a message stored while the link was down reaches
+    /// the live session rather than waiting for its next login. What the client already had
+    /// comes again, and it drops duplicates by server id (the at-least-once contract).
+    func open(_ info: SessionInfo, endpoint: String, rebinding: Bool = false) async {
         let now = configuration.clock()
         if let older = sessionByUser[info.user], older != info.session, let session = sessions[older] {
             await send(KickSession(session: older, reason: "a newer login of \(info.user) took over").packet, toEndpoint: session.endpoint)
@@ -172,7 +178,8 @@ public actor Center {
             guard sessions[info.session] != nil else { return }
             await send(SessionReady(session: info.session, initial: initial.body).packet, toEndpoint: endpoint)
             await flush(
-                info.session, after: unread.last?.serverMessageID ?? 0, continuing: unread.count == configuration.initialBatch,
+                info.session, after: rebinding ? 0 : unread.last?.serverMessageID ?? 0,
+                continuing: rebinding || unread.count == configuration.initialBatch,
                 groups: Dictionary(groups.map { ($0.entry.groupID, $0.after) }, uniquingKeysWith: { first, _ in first }))
             await notifyFriends(of: info.user, online: true, status: .online)
             logger.info("session open", metadata: ["user": "\(info.user)", "session": "\(info.session)", "endpoint": "\(endpoint)"])
