@@ -7,6 +7,10 @@ public enum ChatCommand: Equatable, Sendable {
     case say(String)
     /// `/to NAME`: talk to someone else from now on.
     case to(String)
+    /// `/group GROUP`: talk to a group (its id or name) from now on.
+    case group(String)
+    /// `/groups`: the user's groups.
+    case groups
     /// `/friends`: the friend list, with who is online.
     case friends
     /// `/help`.
@@ -34,6 +38,9 @@ public enum ChatCommand: Equatable, Sendable {
         switch words[0].lowercased() {
         case "/to":
             self = argument.isEmpty || argument.contains(" ") ? .invalid("/to takes one address, e.g. /to bob") : .to(argument)
+        case "/group":
+            self = argument.isEmpty ? .invalid("/group takes a group's id or name, e.g. /group climbers") : .group(argument)
+        case "/groups": self = .groups
         case "/friends": self = .friends
         case "/help", "/?": self = .help
         case "/quit", "/exit": self = .quit
@@ -45,6 +52,8 @@ public enum ChatCommand: Equatable, Sendable {
     public static let helpText = """
         type a line to send it to the current peer ("//text" sends "/text")
         /to NAME     talk to NAME (name@domain; a bare name is in your domain)
+        /group G     talk to the group G (its id or name; /groups lists yours)
+        /groups      your groups
         /friends     your friends, and who is online
         /help        this text
         /quit        end the session (end of input does too)
@@ -61,28 +70,33 @@ public actor ChatSession {
     public nonisolated let connection: MessagingConnection
     private let output: @Sendable (String) -> Void
     private let me: String
-    private var peer: String?
+    private var peer: Peer?
     private var ended: ClientError?
 
+    /// Whom typed lines go to.
+    private enum Peer {
+        case user(String)
+        case group(GroupEntry)
+    }
+
     /// - Parameters:
-    ///   - peer: whom lines go to at first (`/to` changes it); a bare name is in the user's domain.
+    ///   - peer: whom lines go to at first (`/to` and `/group` change it); a bare name is in the
+    ///     user's domain.
     ///   - output: one call per line to show.
     public init(connection: MessagingConnection, peer: String?, output: @escaping @Sendable (String) -> Void) {
         self.connection = connection
         self.output = output
         me = connection.authOK.username.lowercased()
-        self.peer = peer.map { connection.qualified($0) }
+        self.peer = peer.map { .user(connection.qualified($0)) }
     }
 
     /// Runs until `/quit`, the end of `lines`, or the end of the connection (a newer login,
     /// the endpoint closing). Returns why the connection ended when it was not a quit.
     public func run(lines: some AsyncSequence<String, Never> & Sendable) async -> ClientError? {
         output("* connected to \(connection.endpoint) as \(me); /help lists the commands")
-        if let peer { output("* talking to \(short(peer))") }
-        for delivery in connection.initialState.messages {
-            show(delivery)
-            await acknowledge(delivery)
-        }
+        if let peer { output("* talking to \(describe(peer))") }
+        for delivery in connection.initialState.messages { show(delivery) }
+        await acknowledge(connection.initialState.messages)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.receive() }
             group.addTask { await self.read(lines) }
@@ -111,20 +125,38 @@ public actor ChatSession {
         case .none:
             break
         case .say(let text):
-            guard let peer else {
-                output("! nobody to talk to yet: /to NAME first")
-                break
+            let target: ChatTarget
+            switch peer {
+            case nil:
+                output("! nobody to talk to yet: /to NAME or /group GROUP first")
+                return true
+            case .user(let address): target = .user(address)
+            case .group(let group): target = .group(group.groupID)
             }
             do {
-                try await connection.send(text: text, to: peer)
+                try await connection.send(.text(text), to: target)
             } catch {
                 output("! not sent: \(error)")
                 if await connection.closedReason != nil { return false }
             }
         case .to(let address):
-            let address = connection.qualified(address)
-            peer = address
-            output("* talking to \(short(address))")
+            let peer = Peer.user(connection.qualified(address))
+            self.peer = peer
+            output("* talking to \(describe(peer))")
+        case .group(let reference):
+            do {
+                let peer = Peer.group(try connection.group(reference))
+                self.peer = peer
+                output("* talking to \(describe(peer))")
+            } catch {
+                output("! \(error.message)")
+            }
+        case .groups:
+            let groups = connection.groups
+            if groups.isEmpty { output("* no groups yet (myim group create NAME --members …)") }
+            for group in groups.sorted(by: { ($0.groupName, $0.groupID) < ($1.groupName, $1.groupID) }) {
+                output("* #\(group.groupName) (group \(group.groupID))")
+            }
         case .friends:
             do {
                 let friends = try await connection.friendsPresence()
@@ -160,10 +192,15 @@ public actor ChatSession {
             switch event {
             case .delivery(let delivery):
                 show(delivery)
-                await acknowledge(delivery)
+                await acknowledge([delivery])
             case .historyFailed(let delivery, let error):
                 show(delivery)
                 output("! not kept in history (\(error.message)); it will come again")
+            case .addedToGroup(let added):
+                let group = "#\(added.groupName) (group \(added.groupID))"
+                output(added.by.map { "* \(short($0)) added you to \(group)" } ?? "* you were added to \(group)")
+            case .groupNotice(let notice):
+                output("* " + describe(notice))
             case .presence(let notice):
                 output("* \(short(notice.username)) is \(notice.online ? (notice.status?.rawValue ?? "online") : "offline")")
             case .securityAlert(let alert):
@@ -186,16 +223,39 @@ public actor ChatSession {
         case .text(let text): text
         case .image(let bytes, let mime): "[image\(mime.map { " \($0)" } ?? ""), \(bytes.count) bytes, kept in history]"
         }
-        if delivery.senderName.lowercased() == me {
+        let mine = delivery.senderName.lowercased() == me
+        if delivery.kind == .group {
+            output("[\(time)] #\(delivery.targetName) \(mine ? "you" : short(delivery.senderName)): \(body)")
+        } else if mine {
             output("[\(time)] you → \(short(delivery.targetName)): \(body)")
         } else {
             output("[\(time)] \(short(delivery.senderName)): \(body)")
         }
     }
 
-    private func acknowledge(_ delivery: ChatDelivery) async {
-        guard delivery.qos == .atLeastOnce, delivery.senderName.lowercased() != me else { return }
-        try? await connection.ack([delivery.serverMessageID])
+    /// Acknowledges what was shown (others' QoS 1 messages by id, group messages by cursor).
+    private func acknowledge(_ deliveries: [ChatDelivery]) async {
+        try? await connection.acknowledge(deliveries)
+    }
+
+    private func describe(_ peer: Peer) -> String {
+        switch peer {
+        case .user(let address): short(address)
+        case .group(let group): "#\(group.groupName) (group \(group.groupID))"
+        }
+    }
+
+    /// A group notice for a person, e.g. `#climbers: bob left`.
+    private func describe(_ notice: GroupNotice) -> String {
+        let aboutMe = notice.username.lowercased() == me
+        let who = aboutMe ? "you" : short(notice.username)
+        let by = notice.by.map { short($0) }
+        let what = switch notice.kind {
+        case .joined: "\(who) joined" + (by.map { " (added by \($0))" } ?? "")
+        case .left: "\(who) left"
+        case .removed: "\(who) \(aboutMe ? "were" : "was") removed" + (by.map { " by \($0)" } ?? "")
+        }
+        return "#\(notice.groupName): \(what)"
     }
 
     /// An address without the user's own domain.

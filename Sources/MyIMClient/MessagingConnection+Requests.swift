@@ -55,7 +55,7 @@ extension MessagingConnection {
 
     // MARK: - Helpers
 
-    private func request(_ packet: Packet, awaiting reply: AwaitedReply, timeout: Duration?) async throws(ClientError) -> Packet {
+    func request(_ packet: Packet, awaiting reply: AwaitedReply, timeout: Duration?) async throws(ClientError) -> Packet {
         do {
             return try await router.request(packet, awaiting: reply, timeout: timeout ?? options.replyTimeout)
         } catch {
@@ -63,7 +63,7 @@ extension MessagingConnection {
         }
     }
 
-    private func decode<Message: WireMessage>(_ type: Message.Type, from packet: Packet) throws(ClientError) -> Message {
+    func decode<Message: WireMessage>(_ type: Message.Type, from packet: Packet) throws(ClientError) -> Message {
         do {
             return try Message(packet: packet)
         } catch {

@@ -45,8 +45,12 @@ public struct SkippedEndpoint: Sendable, Equatable {
 /// - ``send(text:to:qos:)`` and ``send(image:mime:to:qos:)`` send a chat (6) and return its
 ///   server id and time;
 /// - ``next(timeout:)`` (or ``incoming``) yields what arrives: deliveries (18), presence
-///   notices (34), kicks (19), errors (20);
-/// - ``ack(_:)`` acknowledges QoS 1 deliveries (23);
+///   notices (34), group events (16, 47), kicks (19), errors (20);
+/// - ``ack(_:)`` acknowledges QoS 1 deliveries (23), ``acknowledge(_:)`` any deliveries
+///   (1:1 by id, group messages by per-group cursor);
+/// - groups (MessagingConnection+Groups.swift): ``createGroup(name:members:)``,
+///   ``invite(_:to:)``, ``members(of:)``, ``leave(_:)``, ``remove(_:from:)``,
+///   ``send(text:toGroup:qos:)``, and ``groups``, the user's groups kept up to date;
 /// - ``quit()`` ends the session (43 → 44), ``close()`` just closes.
 ///
 /// Every delivery, including the copies of the user's own messages and the unread messages of
@@ -230,11 +234,30 @@ public actor MessagingConnection {
     public func send(
         _ content: ChatContent, to address: String, qos: QoS = .atLeastOnce, clientMessageID: String = UUID().uuidString
     ) async throws(ClientError) -> ChatAccepted {
+        try await send(content, to: .user(address), qos: qos, clientMessageID: clientMessageID)
+    }
+
+    /// Sends `content` to a user (``ChatTarget/user(_:)``, qualified with ``qualified(_:)``) or
+    /// to a group (``ChatTarget/group(_:)``) under `clientMessageID` (a new UUID by default).
+    ///
+    /// - Returns: the server's 8 for QoS 1 (with the group's `seq` for a group); for QoS 0, the
+    ///   id, time and `seq` of the sender's copy (18).
+    /// - Throws: ``ClientError`` with the server's code and message (e.g. 332, 333, 335 not a
+    ///   member of the group); 330 when the center stayed unreachable after one retry: a 330 is
+    ///   retried once with the same `clientMessageID` after ``MessagingOptions/centerRetryDelay``,
+    ///   and the center drops duplicates, so the message is never delivered twice.
+    @discardableResult
+    public func send(
+        _ content: ChatContent, to target: ChatTarget, qos: QoS = .atLeastOnce, clientMessageID: String = UUID().uuidString
+    ) async throws(ClientError) -> ChatAccepted {
         if case .image(let bytes, _) = content, bytes.count > options.maxImageBytes {
             throw ClientError(.contentTooLarge, "the image is \(bytes.count) bytes; at most \(options.maxImageBytes) can be sent")
         }
-        let target = qualified(address)
-        let chat = Chat(target: .user(target), content: content, clientMessageID: clientMessageID, qos: qos)
+        let target: ChatTarget = switch target {
+        case .user(let address): .user(qualified(address))
+        case .group: target
+        }
+        let chat = Chat(target: target, content: content, clientMessageID: clientMessageID, qos: qos)
         let awaited: AwaitedReply = qos == .atLeastOnce ? .accepted(clientMessageID) : .copy(clientMessageID)
         var attempt = 0
         while true {
@@ -250,7 +273,7 @@ public actor MessagingConnection {
             do {
                 if reply.type == MessageType.chatAccepted.rawValue { return try ChatAccepted(packet: reply) }
                 let copy = try ChatDelivery(packet: reply)
-                return ChatAccepted(clientMessageID: clientMessageID, serverMessageID: copy.serverMessageID, time: copy.time)
+                return ChatAccepted(clientMessageID: clientMessageID, serverMessageID: copy.serverMessageID, time: copy.time, seq: copy.seq)
             } catch {
                 throw ClientError(error.code, "the endpoint answered the chat with a malformed message \(reply.type): \(error.message)")
             }
@@ -268,10 +291,56 @@ public actor MessagingConnection {
     /// offline store. Acknowledge only what is safely kept (history is written before a
     /// delivery is handed out).
     public func ack(_ ids: [Int64]) throws(ClientError) {
-        guard !ids.isEmpty else { return }
-        guard router.send(DeliveryAck(ids: ids).packet) else {
+        try ack(ids: ids, groups: [])
+    }
+
+    /// Acknowledges 1:1 deliveries by id and group deliveries by cursor (23): each
+    /// ``GroupCursor`` says that every message of its group up to `seq` was received.
+    public func ack(ids: [Int64] = [], groups: [GroupCursor]) throws(ClientError) {
+        guard !ids.isEmpty || !groups.isEmpty else { return }
+        guard router.send(DeliveryAck(ids: ids, groups: groups).packet) else {
             throw router.closed ?? ClientError(.notEstablished, "the connection to the endpoint is closed")
         }
+    }
+
+    /// Acknowledges `deliveries` (23), which must be safely kept (in history: every
+    /// ``IncomingEvent/delivery(_:)`` and every unread message of ``initialState`` is).
+    ///
+    /// 1:1 messages of QoS 1 from others go by id (copies of the user's own messages are not
+    /// stored for them). Group messages go as one cursor per group at the highest `seq`,
+    /// the user's own copies included (the center keeps the sender's cursor too); since a
+    /// group's messages arrive in ascending `seq`, that covers all of them. A group with a
+    /// delivery that could not be written to history in this session
+    /// (``IncomingEvent/historyFailed(_:_:)``) gets no cursor, so that the server delivers the
+    /// lost message again at the next login.
+    public func acknowledge(_ deliveries: [ChatDelivery]) throws(ClientError) {
+        let acks = Self.acknowledgements(for: deliveries, owner: authOK.username, unsafeGroups: router.unsafeGroups)
+        try ack(ids: acks.ids, groups: acks.groups)
+    }
+
+    /// What ``acknowledge(_:)`` sends for `deliveries` received by `owner`: ids of others' QoS 1
+    /// 1:1 messages, and the highest `seq` per group (in order of first appearance) except for
+    /// `unsafeGroups`.
+    public static func acknowledgements(
+        for deliveries: [ChatDelivery], owner: String, unsafeGroups: Set<Int64> = []
+    ) -> (ids: [Int64], groups: [GroupCursor]) {
+        let owner = owner.lowercased()
+        var ids: [Int64] = []
+        var cursors: [GroupCursor] = []
+        for delivery in deliveries {
+            switch delivery.kind {
+            case .user:
+                if delivery.qos == .atLeastOnce, delivery.senderName.lowercased() != owner { ids.append(delivery.serverMessageID) }
+            case .group:
+                guard let seq = delivery.seq, !unsafeGroups.contains(delivery.targetID) else { continue }
+                if let index = cursors.firstIndex(where: { $0.groupID == delivery.targetID }) {
+                    cursors[index].seq = max(cursors[index].seq, seq)
+                } else {
+                    cursors.append(GroupCursor(groupID: delivery.targetID, seq: seq))
+                }
+            }
+        }
+        return (ids, cursors)
     }
 
     /// Sends a ping (21) and waits for its pong (22), answered by the endpoint itself.

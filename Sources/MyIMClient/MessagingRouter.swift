@@ -14,11 +14,17 @@ public enum IncomingEvent: Sendable, Equatable {
     /// 38: something about the account needs the user's attention, such as a login from a
     /// device the account had never used.
     case securityAlert(SecurityAlert)
+    /// 16: someone added the user to a group (at its creation, or by inviting them). The group
+    /// is in ``MessagingConnection/groups`` from now on.
+    case addedToGroup(AddedToGroup)
+    /// 47 that answers no request: someone joined, left or was removed from one of the user's
+    /// groups, or the user was removed (then the group leaves ``MessagingConnection/groups``).
+    case groupNotice(GroupNotice)
     /// 19: a newer login of the same user took over; the endpoint closes this connection.
     case kicked
     /// 20 that answers no pending request, or a malformed server message.
     case error(ClientError)
-    /// Any other server message (e.g. 14, 28, 31, 33).
+    /// Any other server message (e.g. 14, 17, 28, 31, 33).
     case other(Packet)
 }
 
@@ -36,11 +42,16 @@ enum AwaitedReply: Sendable, Equatable {
     case message(UInt32)
     /// 14 naming this friend (lower case): the answer to 3. The friend's own 14 names the adder.
     case friendAdded(String)
+    /// 17 for this group: the answer to 7, 5 (invite) and 46 (remove).
+    case groupMembers(Int64)
+    /// 47 `left` for this group naming the user: the answer to 45. Notices about other members,
+    /// or about other groups, are events.
+    case groupLeft(Int64)
 
     /// Whether a 20 can be the answer: chats and the center's requests may be refused.
     var takesErrors: Bool {
         switch self {
-        case .accepted, .copy, .message, .friendAdded: true
+        case .accepted, .copy, .message, .friendAdded, .groupMembers, .groupLeft: true
         case .quitAck, .pong: false
         }
     }
@@ -57,9 +68,13 @@ struct RequestFailure: Error {
 /// authentication step, requests waiting for their reply, and the queue of incoming events.
 ///
 /// Replies are matched by content (8 by `client_msg_id`, 22 by `time`, 14 by the friend's
-/// name, 44 and the other replies by type); a 20 goes to the oldest waiting request that the
-/// center may refuse (a chat or a friend or profile request), since the center handles a session's requests in order
-/// and its errors carry no id.
+/// name, 17 by the group id, 47 `left` by the group id and the user's own address, 44 and the
+/// other replies by type); a 20 goes to the oldest waiting request that the center may refuse
+/// (a chat, or a friend, profile or group request), since the center handles a session's
+/// requests in order and its errors carry no id.
+///
+/// It also keeps the user's groups: those of 10, plus the ones created (15) or joined (16),
+/// minus the ones left or removed from (47 about the user).
 final class MessagingRouter: Sendable {
     /// The user's address, lower case.
     let owner: String
@@ -87,6 +102,11 @@ final class MessagingRouter: Sendable {
         var kicked = false
         var quitAcknowledged = false
         var closingLocally = false
+        /// The user's groups, as far as this session knows.
+        var groups: [GroupEntry] = []
+        /// Groups with a delivery that could not be written to history in this session: no
+        /// cursor may be acknowledged for them, or the server would forget the lost message.
+        var unsafeGroups: Set<Int64> = []
     }
 
     struct Authenticated: Sendable {
@@ -119,6 +139,12 @@ final class MessagingRouter: Sendable {
 
     /// Why the connection ended; nil while it is open.
     var closed: ClientError? { state.withLock { $0.closed } }
+
+    /// The user's groups: 10's, updated by 15, 16 and 47.
+    var groups: [GroupEntry] { state.withLock { $0.groups } }
+
+    /// Groups whose deliveries must not be acknowledged with a cursor (a history write failed).
+    var unsafeGroups: Set<Int64> { state.withLock { $0.unsafeGroups } }
 
     func makeID() -> UInt64 {
         state.withLock { state in
@@ -313,6 +339,40 @@ final class MessagingRouter: Sendable {
             } catch {
                 enqueue(.error(ClientError(error.code, "the endpoint sent a malformed security alert (38): \(error.message)")))
             }
+        case .groupCreated:
+            if let created = try? GroupCreated(packet: packet) {
+                remember(GroupEntry(groupName: created.groupName, groupID: created.groupID))
+            }
+            answer(packet, matching: .message(packet.type))
+        case .addedToGroup:
+            do {
+                let added = try AddedToGroup(packet: packet)
+                remember(GroupEntry(groupName: added.groupName, groupID: added.groupID))
+                enqueue(.addedToGroup(added))
+            } catch {
+                enqueue(.error(ClientError(error.code, "the endpoint sent a malformed added to group (16): \(error.message)")))
+            }
+        case .groupMembers:
+            do {
+                let members = try GroupMembers(packet: packet)
+                answer(packet, matching: .groupMembers(members.groupID))
+            } catch {
+                enqueue(.error(ClientError(error.code, "the endpoint sent a malformed group members (17): \(error.message)")))
+            }
+        case .groupNotice:
+            let notice: GroupNotice
+            do {
+                notice = try GroupNotice(packet: packet)
+            } catch {
+                enqueue(.error(ClientError(error.code, "the endpoint sent a malformed group notice (47): \(error.message)")))
+                return
+            }
+            let aboutMe = notice.username.lowercased() == owner
+            if aboutMe, notice.kind != .joined {
+                state.withLock { $0.groups.removeAll { $0.groupID == notice.groupID } }
+            }
+            if aboutMe, notice.kind == .left, answer(packet, matching: .groupLeft(notice.groupID), orEnqueue: false) { return }
+            enqueue(.groupNotice(notice))
         default:
             if packet.type == MessageType.addFriendResult.rawValue, let friend = try? AddFriendResult(packet: packet).username,
                 answer(packet, matching: .friendAdded(friend.lowercased()), orEnqueue: false) {
@@ -338,8 +398,12 @@ final class MessagingRouter: Sendable {
             }
             do {
                 let initial = try InitialState(packet: packet)
+                state.withLock { $0.groups = initial.groups }
                 // Unread messages go to history first, in their order, before anything that follows.
-                for delivery in initial.messages { _ = record(delivery) }
+                for delivery in initial.messages {
+                    let failure = record(delivery)
+                    if failure != nil, delivery.kind == .group { state.withLock { _ = $0.unsafeGroups.insert(delivery.targetID) } }
+                }
                 resolveAuthentication(.success(Authenticated(authOK: authOK, initial: initial)))
             } catch {
                 resolveAuthentication(.failure(ClientError(error.code, "the endpoint sent a malformed initial state (10): \(error.message)")))
@@ -384,10 +448,24 @@ final class MessagingRouter: Sendable {
 
     /// A delivery answers a QoS 0 send (the sender's copy), and is an event either way.
     private func route(_ delivery: ChatDelivery, historyFailure: ClientError?) {
+        if historyFailure != nil, delivery.kind == .group {
+            state.withLock { _ = $0.unsafeGroups.insert(delivery.targetID) }
+        }
         if delivery.senderName.lowercased() == owner {
             answer(delivery.packet, matching: .copy(delivery.clientMessageID), orEnqueue: false)
         }
         enqueue(historyFailure.map { .historyFailed(delivery, $0) } ?? .delivery(delivery))
+    }
+
+    /// Adds `group` to the user's groups, or renames the entry with its id.
+    private func remember(_ group: GroupEntry) {
+        state.withLock { state in
+            if let index = state.groups.firstIndex(where: { $0.groupID == group.groupID }) {
+                state.groups[index] = group
+            } else {
+                state.groups.append(group)
+            }
+        }
     }
 
     /// Resumes the first request waiting for `reply` with `packet`; with none, queues the

@@ -162,10 +162,11 @@ struct InboxCommand: AsyncParsableCommand {
         commandName: "inbox",
         abstract: "Receive messages: those waiting first, then whatever arrives until the wait ends.",
         discussion: """
-            Each message is written to the local history ($MYIM_HOME/history/<peer>.jsonl) and then acknowledged, so \
-            that the server stops keeping it. With --json every message is printed as one JSON object in message 18's \
-            layout (image bytes in base64), and other events as objects with an "event" key (presence, security_alert, error, \
-            kicked). \
+            Each message is written to the local history ($MYIM_HOME/history/<peer>.jsonl, group-<id>.jsonl for \
+            a group) and then acknowledged, so that the server stops keeping it (group messages by per-group cursor). \
+            Group messages show as "TIME  sender → #group  text". With --json every message is printed as one JSON \
+            object in message 18's layout (image bytes in base64), and other events as objects with an "event" key \
+            (presence, security_alert, added_to_group, group_notice, error, kicked). \
             Exits with 0 after the wait; with 1 when the connection fails, is refused, or a newer login takes over.
             """
     )
@@ -185,10 +186,8 @@ struct InboxCommand: AsyncParsableCommand {
             let connection = try await endpoint.connect(home: output.clientHome)
             let me = connection.authOK.username.lowercased()
             do {
-                for delivery in connection.initialState.messages {
-                    show(delivery, me: me)
-                    try await acknowledge(delivery, me: me, on: connection)
-                }
+                for delivery in connection.initialState.messages { show(delivery, me: me) }
+                try await connection.acknowledge(connection.initialState.messages)
                 let deadline = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
                 while ContinuousClock.now < deadline {
                     guard let event = await connection.next(timeout: deadline - ContinuousClock.now) else {
@@ -198,7 +197,7 @@ struct InboxCommand: AsyncParsableCommand {
                     switch event {
                     case .delivery(let delivery):
                         show(delivery, me: me)
-                        try await acknowledge(delivery, me: me, on: connection)
+                        try await connection.acknowledge([delivery])
                     case .historyFailed(let delivery, let error):
                         show(delivery, me: me)
                         warn("not acknowledged, it will come again: \(error.message)")
@@ -219,6 +218,26 @@ struct InboxCommand: AsyncParsableCommand {
                             ])
                         } else {
                             print("\(SessionSummary.iso8601(alert.time))  SECURITY: \(alert.message)")
+                        }
+                    case .addedToGroup(let added):
+                        if output.json {
+                            var object: [String: Any] = ["event": "added_to_group", "group_id": added.groupID, "group_name": added.groupName]
+                            if let by = added.by { object["by"] = by }
+                            output.printJSON(object)
+                        } else {
+                            let by = added.by.map { " by \($0)" } ?? ""
+                            print("\(SessionSummary.iso8601(Self.now()))  added to #\(added.groupName) (group \(added.groupID))\(by)")
+                        }
+                    case .groupNotice(let notice):
+                        if output.json {
+                            var object: [String: Any] = [
+                                "event": "group_notice", "group_id": notice.groupID, "group_name": notice.groupName,
+                                "kind": notice.kind.rawValue, "username": notice.username, "time": notice.time,
+                            ]
+                            if let by = notice.by { object["by"] = by }
+                            output.printJSON(object)
+                        } else {
+                            print("\(SessionSummary.iso8601(notice.time))  #\(notice.groupName) (group \(notice.groupID)): \(Self.describe(notice))")
                         }
                     case .kicked:
                         if output.json { output.printJSON(["event": "kicked"]) }
@@ -243,10 +262,16 @@ struct InboxCommand: AsyncParsableCommand {
         }
     }
 
-    /// Acknowledges a QoS 1 message addressed to this user (it is in history by now).
-    private func acknowledge(_ delivery: ChatDelivery, me: String, on connection: MessagingConnection) async throws(ClientError) {
-        guard delivery.qos == .atLeastOnce, delivery.senderName.lowercased() != me else { return }
-        try await connection.ack([delivery.serverMessageID])
+    /// The time now, in milliseconds since 1970 (16 carries none).
+    private static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// What a group notice says, e.g. `bob@alpha.example was removed by alice@alpha.example`.
+    static func describe(_ notice: GroupNotice) -> String {
+        switch notice.kind {
+        case .joined: "\(notice.username) joined" + (notice.by.map { " (added by \($0))" } ?? "")
+        case .left: "\(notice.username) left"
+        case .removed: "\(notice.username) was removed" + (notice.by.map { " by \($0)" } ?? "")
+        }
     }
 
     private func show(_ delivery: ChatDelivery, me: String) {
@@ -258,7 +283,8 @@ struct InboxCommand: AsyncParsableCommand {
         case .text(let text): text
         case .image(let bytes, let mime): "[image\(mime.map { " \($0)" } ?? ""), \(bytes.count) bytes]"
         }
-        print("\(SessionSummary.iso8601(delivery.time))  \(delivery.senderName) → \(delivery.targetName)  \(body)")
+        let target = delivery.kind == .group ? "#\(delivery.targetName)" : delivery.targetName
+        print("\(SessionSummary.iso8601(delivery.time))  \(delivery.senderName) → \(target)  \(body)")
     }
 
     private func warn(_ text: String) {
@@ -273,7 +299,8 @@ struct ChatCommandLine: AsyncParsableCommand {
         abstract: "Chat interactively: type a line to send it, see messages as they arrive.",
         discussion: """
             Waiting messages are shown first, then everything that arrives; each is kept in the local history and \
-            acknowledged. Commands: /to NAME (talk to someone else), /friends (who is online), /help, /quit. The end \
+            acknowledged. Commands: /to NAME (talk to someone else), /group GROUP (talk to a group, by id or name), \
+            /groups, /friends (who is online), /help, /quit. The end \
             of input quits too, so `myim chat bob < lines.txt` sends a file line by line. Exits with 1 when the \
             connection fails or a newer login takes over.
             """

@@ -9,7 +9,7 @@ struct MyIM: AsyncParsableCommand {
         version: MyIMVersion.string,
         subcommands: [
             KeysCommand.self, ClusterCommand.self, LoginCenterCommand.self, CenterCommand.self, EndpointCommand.self, RegisterCommand.self, LoginCommand.self, WhoamiCommand.self, SendCommand.self, InboxCommand.self, ChatCommandLine.self,
-            FriendCommand.self, ProfileCommand.self, ServeCommand.self,
+            FriendCommand.self, ProfileCommand.self, GroupCommand.self, ServeCommand.self,
             Bench.self,
         ]
     )

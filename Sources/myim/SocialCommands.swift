@@ -4,7 +4,7 @@ import MyIMClient
 import MyIMWire
 
 /// Connects with `endpoint`, runs `body`, then quits (a failed quit is only a warning).
-private func withMessagingConnection<Result>(
+func withMessagingConnection<Result>(
     _ endpoint: MessagingEndpointOptions, _ output: ClientOutputOptions, _ body: (MessagingConnection) async throws(ClientError) -> Result
 ) async throws(ClientError) -> Result {
     let connection = try await endpoint.connect(home: output.clientHome)
