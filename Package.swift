@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "MyIMLink", targets: ["MyIMLink"]),
         .library(name: "MyIMCenter", targets: ["MyIMCenter"]),
         .library(name: "MyIMEndpoint", targets: ["MyIMEndpoint"]),
+        .library(name: "MyIMOps", targets: ["MyIMOps"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -31,6 +32,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Layers 2 and 3 of the wire format: typed values, packets, messages. No sockets, no crypto.
@@ -105,6 +108,7 @@ let package = Package(
                 "MyIMStorage",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -160,6 +164,7 @@ let package = Package(
                 "MyIMStorage",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -176,9 +181,22 @@ let package = Package(
                 "MyIMPresence",
                 "MyIMTopology",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
+            ]
+        ),
+        // Operations: /metrics (Prometheus text from swift-metrics) and /health over NIO HTTP/1.1.
+        .target(
+            name: "MyIMOps",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // Helpers for the test targets only (a real redis-server on a free port, …).
@@ -217,6 +235,7 @@ let package = Package(
                 "MyIMCenter",
                 "MyIMEndpoint",
                 "MyIMPresence",
+                "MyIMOps",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -276,6 +295,7 @@ let package = Package(
                 "MyIMRedis",
                 "MyIMClient",
                 "MyIMLoginCenter",
+                "MyIMOps",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

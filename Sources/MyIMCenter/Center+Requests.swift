@@ -1,3 +1,4 @@
+import Metrics
 import MyIMLink
 import MyIMWire
 
@@ -11,6 +12,8 @@ extension Center {
         }
         let user = session.info.user
         let packet = request.payload
+        Counter(label: "myim_messages_in_total", dimensions: [("role", "center"), ("type", MessageType(rawValue: packet.type).map { "\($0.rawValue)" } ?? "other")])
+            .increment()
         do {
             switch MessageType(rawValue: packet.type) {
             case .chat: try await chat(Chat(packet: packet), session: request.session, user: user)

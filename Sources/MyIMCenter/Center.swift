@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import MyIMLink
 import MyIMPresence
 import MyIMWire
@@ -52,6 +53,8 @@ public actor Center {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await self.sweepLoop() }
             group.addTask { try await self.groupSweepLoop() }
+            group.addTask { try await self.deadEndpointLoop() }
+            group.addTask { try await self.queueDepthLoop() }
             group.addTask { await self.configuration.directory.run { notice in await self.accountNotice(notice) } }
             try await listener.executeThenClose { inbound in
                 for try await link in inbound {
@@ -168,6 +171,7 @@ public actor Center {
             }
         } catch {
             logger.error("presence or store failed at session open", metadata: ["user": "\(info.user)", "error": "\(error)"])
+            Counter(label: "myim_redis_errors_total", dimensions: [("role", "center")]).increment()
         }
         do {
             let friends = try await store.friends(of: info.user)
@@ -243,6 +247,7 @@ public actor Center {
             try await store.touch(user: user, userID: session.info.userID, now: now)
         } catch {
             logger.error("presence or store failed at session close", metadata: ["user": "\(user)", "error": "\(error)"])
+            Counter(label: "myim_redis_errors_total", dimensions: [("role", "center")]).increment()
         }
         if sessionByUser[user] == nil { await notifyFriends(of: user, online: false, status: nil) }
         logger.info("session closed", metadata: ["user": "\(user)", "session": "\(sessionID)", "reason": "\(reason)"])
@@ -258,6 +263,7 @@ public actor Center {
     }
 
     func send(_ packet: Packet, toSessions sessions: [String], on endpoint: String) async {
+        Counter(label: "myim_messages_out_total", dimensions: [("role", "center"), ("type", "\(packet.type)")]).increment(by: sessions.count)
         await send(ToClient(sessions: sessions, payload: packet).packet, toEndpoint: endpoint)
     }
 
@@ -310,6 +316,44 @@ public actor Center {
     }
 
     // MARK: - Housekeeping
+
+    /// What the center holds now, for `/health` and `myim status`.
+    public func figures() async -> [String: Int] {
+        var figures = ["sessions": sessions.count, "endpoints_linked": links.count]
+        if let direct = try? await store.pendingCount() { figures["offline_messages"] = direct }
+        if let group = try? await store.groupMessageCount() { figures["group_messages"] = group }
+        return figures
+    }
+
+    /// Every 10 s: `myim_offline_queue_depth{kind}` and `myim_sessions{role="center"}`.
+    private func queueDepthLoop() async throws {
+        let direct = Gauge(label: "myim_offline_queue_depth", dimensions: [("kind", "direct")])
+        let group = Gauge(label: "myim_offline_queue_depth", dimensions: [("kind", "group")])
+        let bound = Gauge(label: "myim_sessions", dimensions: [("role", "center")])
+        while !Task.isCancelled {
+            if let count = try? await store.pendingCount() { direct.record(count) }
+            if let count = try? await store.groupMessageCount() { group.record(count) }
+            bound.record(sessions.count)
+            try await Task.sleep(for: .seconds(10))
+        }
+    }
+
+    /// Every TTL: endpoints that stopped heartbeating (killed, never restarted) and hold no
+    /// link here are forgotten in Redis: their user sets and their entries in the endpoint
+    /// index. Their users' presence entries have expired by then.
+    private func deadEndpointLoop() async throws {
+        while !Task.isCancelled {
+            try await Task.sleep(for: .seconds(configuration.presenceTTL))
+            do {
+                for endpoint in try await configuration.presence.deadEndpoints(domain: configuration.domain) where links[endpoint] == nil {
+                    let offline = try await configuration.presence.removeEndpoint(endpoint)
+                    logger.notice("dead endpoint forgotten", metadata: ["endpoint": "\(endpoint)", "users_offline": "\(offline.count)"])
+                }
+            } catch {
+                logger.warning("dead endpoint sweep failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
 
     private func sweepLoop() async throws {
         while !Task.isCancelled {

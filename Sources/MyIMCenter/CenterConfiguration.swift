@@ -69,5 +69,6 @@ public struct CenterConfiguration: Sendable {
             databasePath: (topology.dataDirectory as NSString).appendingPathComponent("\(node)/center.sqlite"),
             endpoints: Set(domain.endpoints.map(\.name)), presence: presence,
             directory: try directory ?? DirectoryLink(settings: DirectoryLink.Settings(topology: topology, node: node, keys: keys)))
+        presenceTTL = topology.presence.ttlSeconds
     }
 }

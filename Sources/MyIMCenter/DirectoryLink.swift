@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import MyIMLink
 import MyIMTopology
 import MyIMWire
@@ -207,6 +208,7 @@ public actor DirectoryLink: UserDirectory {
     private func noteDown(_ reason: String?) {
         let wasUp = writer != nil
         writer = nil
+        if reason != nil { Counter(label: "myim_link_errors_total", dimensions: [("link", "directory")]).increment() }
         for (id, _) in pending {
             resolve(id, .failure(DirectoryError("the directory link went down")))
         }

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import MyIMLink
 import MyIMWire
 import NIOCore
@@ -206,6 +207,7 @@ actor CenterLink {
 
     private func noteDown(_ reason: String) {
         let wasUp = isUp
+        Counter(label: "myim_link_errors_total", dimensions: [("link", "center")]).increment()
         state = .down
         if wasUp || !outageLogged {
             logger.warning("link down; reconnecting", metadata: ["reason": "\(reason)"])

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import MyIMAuth
 import MyIMLink
 import MyIMTransport
@@ -21,9 +22,17 @@ extension Endpoint {
         logger[metadataKey: "source"] = "\(source)"
         let admitted = limiter.acquire(source)
         defer { if admitted { limiter.release(source) } }
+        EndpointMetrics.connections.increment()
+        defer { EndpointMetrics.connections.decrement() }
         do {
             try await connection.channel.executeThenClose { inbound, outbound in
-                _ = try await connection.session.get()
+                do {
+                    _ = try await connection.session.get()
+                    EndpointMetrics.handshake(failure: nil)
+                } catch {
+                    EndpointMetrics.handshake(failure: error)
+                    throw error
+                }
                 guard admitted else {
                     logger.notice("connection refused: too many from this source", metadata: ["limit": "\(limiter.maximum)"])
                     try await outbound.write(EndpointError(
@@ -142,6 +151,7 @@ extension Endpoint {
         }
         do {
             while let packet = try await packets.next() {
+                EndpointMetrics.messageIn(packet.type)
                 switch ClientPacketRoute(type: packet.type) {
                 case .ping:
                     do {
@@ -177,6 +187,7 @@ extension Endpoint {
         for await item in outbox {
             switch item {
             case .packet(let packet):
+                EndpointMetrics.messageOut(packet)
                 do {
                     try await outbound.write(packet)
                 } catch {

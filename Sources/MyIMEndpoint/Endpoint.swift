@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import MyIMAuth
 import MyIMLink
 import MyIMPresence
@@ -105,6 +106,7 @@ public final class Endpoint: Sendable {
                     endpoint: configuration.node, users: users, ttlSeconds: configuration.presenceTTL)
             } catch {
                 logger.warning("presence heartbeat failed", metadata: ["users": "\(users.count)", "error": "\(error)"])
+                Counter(label: "myim_redis_errors_total", dimensions: [("role", "endpoint")]).increment()
             }
             do {
                 try await Task.sleep(for: configuration.heartbeatInterval)

@@ -102,5 +102,7 @@ public struct EndpointConfiguration: Sendable {
             centerName: domain.center.name,
             linkProtection: try LinkProtection.client(for: node, keys: keys, links: topology.links),
             presence: presence)
+        presenceTTL = topology.presence.ttlSeconds
+        heartbeatInterval = .seconds(topology.presence.heartbeatSeconds)
     }
 }

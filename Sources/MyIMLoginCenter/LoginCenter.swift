@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import Metrics
 import MyIMAuth
 import MyIMLink
 import MyIMSecureChannel
@@ -105,10 +106,18 @@ public final class LoginCenter: Sendable {
         logger[metadataKey: "source"] = "\(source)"
         do {
             try await connection.channel.executeThenClose { inbound, outbound in
-                _ = try await connection.session.get()
+                do {
+                    _ = try await connection.session.get()
+                    Counter(label: "myim_handshakes_total", dimensions: [("role", "login-center"), ("result", "ok"), ("code", "0")]).increment()
+                } catch {
+                    let code = (error as? SecureChannelError).map { "\($0.code.rawValue)" } ?? "io"
+                    Counter(label: "myim_handshakes_total", dimensions: [("role", "login-center"), ("result", "failed"), ("code", code)]).increment()
+                    throw error
+                }
                 var session = LoginSession(source: source)
                 for try await packet in inbound {
                     let reply = await respond(to: packet, session: &session, logger: logger)
+                    Self.count(request: packet.type, reply: reply)
                     try await outbound.write(reply)
                     if session.closing { break }
                 }
@@ -256,6 +265,19 @@ public final class LoginCenter: Sendable {
         let list = try ServerListSignature.sign(domain: domain, servers: servers, issued: now, with: configuration.identity)
         serverLists.withLock { $0[domain] = list }
         return list
+    }
+
+    /// `myim_logins_total{result, code}` and `myim_registrations_total{result, code}`.
+    private static func count(request: UInt32, reply: Packet) {
+        let label: String
+        switch MessageType(rawValue: request) {
+        case .login: label = "myim_logins_total"
+        case .register: label = "myim_registrations_total"
+        default: return
+        }
+        let ok = reply.type == MessageType.loginOK.rawValue || reply.type == MessageType.registerOK.rawValue
+        let code: Int64 = if case .int(let value)? = reply.body["errorcode"] { value } else if case .int(let value)? = reply.body["code"] { value } else { 0 }
+        Counter(label: label, dimensions: [("result", ok ? "ok" : "failed"), ("code", "\(code)")]).increment()
     }
 
     // MARK: - Account notices

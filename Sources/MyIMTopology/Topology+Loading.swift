@@ -90,7 +90,7 @@ struct TopologyLoader {
 
     mutating func topology(_ root: Node) throws(TopologyError) -> Topology {
         let map = try mapping(root, at: "")
-        try map.rejectUnknown(["cluster", "redis", "links", "paths", "logLevel", "loginCenter", "domains"], loader: self)
+        try map.rejectUnknown(["cluster", "redis", "links", "paths", "logLevel", "presence", "loginCenter", "domains"], loader: self)
 
         let cluster = try requiredString(map, "cluster")
         let redis = try optionalString(map, "redis") ?? Topology.defaultRedis
@@ -104,6 +104,14 @@ struct TopologyLoader {
             try paths.rejectUnknown(["data", "keys"], loader: self)
             dataDirectory = try optionalString(paths, "data") ?? dataDirectory
             keysDirectory = try optionalString(paths, "keys") ?? keysDirectory
+        }
+
+        var presence = PresenceTiming()
+        if let presenceNode = map["presence"] {
+            let timing = try mapping(presenceNode, at: "presence")
+            try timing.rejectUnknown(["ttlSeconds", "heartbeatSeconds"], loader: self)
+            presence.ttlSeconds = try optionalInt(timing, "ttlSeconds") ?? presence.ttlSeconds
+            presence.heartbeatSeconds = try optionalInt(timing, "heartbeatSeconds") ?? presence.heartbeatSeconds
         }
 
         let loginCenter: LoginCenterNode
@@ -132,6 +140,7 @@ struct TopologyLoader {
             dataDirectory: Topology.absolutePath(dataDirectory, base: baseDirectory),
             keysDirectory: Topology.absolutePath(keysDirectory, base: baseDirectory),
             logLevel: logLevel,
+            presence: presence,
             loginCenter: loginCenter,
             domains: domains,
             file: file

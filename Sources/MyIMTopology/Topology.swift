@@ -33,6 +33,9 @@ public struct Topology: Sendable, Equatable {
     public var keysDirectory: String
     /// swift-log level name, default `info`.
     public var logLevel: String
+    /// How presence expires: entries live `ttlSeconds` after the last heartbeat of their
+    /// endpoint, which beats every `heartbeatSeconds`.
+    public var presence: PresenceTiming
     public var loginCenter: LoginCenterNode
     public var domains: [Domain]
     /// The file this topology was read from (the `file` given to `parse`), for messages.
@@ -47,6 +50,7 @@ public struct Topology: Sendable, Equatable {
         dataDirectory: String,
         keysDirectory: String,
         logLevel: String = "info",
+        presence: PresenceTiming = PresenceTiming(),
         loginCenter: LoginCenterNode,
         domains: [Domain],
         file: String = "(in memory)"
@@ -57,6 +61,7 @@ public struct Topology: Sendable, Equatable {
         self.dataDirectory = dataDirectory
         self.keysDirectory = keysDirectory
         self.logLevel = logLevel
+        self.presence = presence
         self.loginCenter = loginCenter
         self.domains = domains
         self.file = file
@@ -87,6 +92,21 @@ public struct Topology: Sendable, Equatable {
             if let endpoint = domain.endpoints.first(where: { $0.name == node }) { return endpoint.listen }
         }
         return nil
+    }
+}
+
+/// Presence expiry: a killed endpoint's users go offline at most `ttlSeconds` after its
+/// last heartbeat.
+public struct PresenceTiming: Sendable, Equatable {
+    /// 3 to 3600 s; default 30.
+    public var ttlSeconds: Int
+    /// At least 1 s and at most a third of the TTL, so that one lost heartbeat takes nobody
+    /// offline; default 10.
+    public var heartbeatSeconds: Int
+
+    public init(ttlSeconds: Int = 30, heartbeatSeconds: Int = 10) {
+        self.ttlSeconds = ttlSeconds
+        self.heartbeatSeconds = heartbeatSeconds
     }
 }
 

@@ -14,6 +14,16 @@ struct TopologyValidator {
             throw loader.error("logLevel", "\"\(topology.logLevel)\" is not a log level; use one of \(Self.logLevels.joined(separator: ", "))")
         }
 
+        let presence = topology.presence
+        guard (3...3600).contains(presence.ttlSeconds) else {
+            throw loader.error("presence.ttlSeconds", "\(presence.ttlSeconds) is out of range; presence lives 3–3600 seconds after a heartbeat")
+        }
+        guard presence.heartbeatSeconds >= 1, presence.heartbeatSeconds * 3 <= presence.ttlSeconds else {
+            throw loader.error(
+                "presence.heartbeatSeconds",
+                "\(presence.heartbeatSeconds) must be at least 1 and at most a third of ttlSeconds (\(presence.ttlSeconds)), so that one lost heartbeat takes nobody offline")
+        }
+
         var names: [String: String] = [:]
         var listens: [(address: HostPort, key: String)] = []
 

@@ -26,7 +26,7 @@ struct CenterCommand: AsyncParsableCommand {
         guard let domain = topology.domains.first(where: { $0.center.name == node }) else {
             throw ValidationError("no center is named '\(node)' in \(topology.file)")
         }
-        let redis = try await RedisConnection.connect(to: RedisURL(topology.redis))
+        let redis = try await connectRedis(RedisURL(topology.redis), logger: logger)
         let presence = RedisPresenceStore(connection: redis, domain: domain.name)
         let keys = ClusterKeys(topology: topology)
         let directory = DirectoryLink(settings: try DirectoryLink.Settings(topology: topology, node: node, keys: keys), logger: logger)
@@ -37,6 +37,10 @@ struct CenterCommand: AsyncParsableCommand {
             "address": "\(listener.channel.localAddress?.description ?? "?")", "domain": "\(domain.name)",
             "links": "\(topology.links.rawValue)", "database": "\(configuration.databasePath)",
         ])
-        try await center.serve(listener)
+        try await withOps(domain.center.metrics, role: "center", node: node, logger: logger, health: {
+            (await center.figures(), true)
+        }) {
+            try await center.serve(listener)
+        }
     }
 }

@@ -30,7 +30,7 @@ struct EndpointCommand: AsyncParsableCommand {
         }
         // Presence lives in the topology's Redis: the center reads what the heartbeats refresh.
         let url = try RedisURL(topology.redis)
-        let redis = try await RedisConnection.connect(to: url)
+        let redis = try await connectRedis(url, logger: logger)
         let presence = RedisPresenceStore(connection: redis, domain: domain.name)
         let configuration = try EndpointConfiguration(topology: topology, node: node, keys: ClusterKeys(topology: topology), presence: presence)
         let endpoint = await Endpoint(configuration: configuration, logger: logger)
@@ -42,7 +42,13 @@ struct EndpointCommand: AsyncParsableCommand {
             "center": "\(configuration.centerName) at \(configuration.centerHost):\(configuration.centerPort)",
             "redis": "\(url)",
         ])
-        try await endpoint.serve(listener)
+        let metrics = domain.endpoints.first { $0.name == node }?.metrics
+        try await withOps(metrics, role: "endpoint", node: node, logger: logger, health: {
+            let linked = await endpoint.isLinkUp
+            return (["sessions": await endpoint.sessionCount, "center_linked": linked ? 1 : 0], linked)
+        }) {
+            try await endpoint.serve(listener)
+        }
         try? await redis.close()
     }
 }

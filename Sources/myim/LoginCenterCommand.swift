@@ -31,9 +31,13 @@ struct LoginCenterCommand: AsyncParsableCommand {
             "fingerprint": "\(configuration.identity.publicKey.fingerprint)",
             "database": "\(configuration.databasePath)",
         ])
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await center.serve(listener) }
-            group.addTask { try await center.serveDirectory(directoryListener) }
+        try await withOps(topology.loginCenter.metrics, role: "login-center", node: topology.loginCenter.name, logger: logger, health: {
+            ([:], true)
+        }) {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await center.serve(listener) }
+                group.addTask { try await center.serveDirectory(directoryListener) }
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ struct MyIM: AsyncParsableCommand {
         subcommands: [
             KeysCommand.self, ClusterCommand.self, LoginCenterCommand.self, CenterCommand.self, EndpointCommand.self, RegisterCommand.self, LoginCommand.self, WhoamiCommand.self, SendCommand.self, InboxCommand.self, ChatCommandLine.self,
             FriendCommand.self, ProfileCommand.self, GroupCommand.self, ServeCommand.self,
-            Bench.self,
+            HealthCommand.self, StatusCommand.self, Bench.self,
         ]
     )
 }

@@ -291,6 +291,9 @@ final class ProcessCluster: Sendable {
                   data: data
                   keys: keys
                 logLevel: info
+                presence:
+                  ttlSeconds: \(ProcessesTests.presenceTTL)
+                  heartbeatSeconds: \(ProcessesTests.presenceTTL / 3)
                 loginCenter:
                   name: login
                   listen: 127.0.0.1:\(free[0])
@@ -444,6 +447,16 @@ final class ProcessCluster: Sendable {
         let name = "cli-\(run)-\(arguments.first ?? "")"
         return try await Self.runOnce(
             binary: binary, arguments: arguments + ["--home", home], in: root, name: name, environment: ["MYIM_HOME": home], input: input)
+    }
+
+    /// Runs an operator command (`myim status`, `myim health`) against this cluster's topology.
+    func tool(_ arguments: [String]) async throws -> CLIResult {
+        let run = state.withLock { state in
+            state.cliRuns += 1
+            return state.cliRuns
+        }
+        return try await Self.runOnce(
+            binary: binary, arguments: arguments + ["--topology", topologyPath], in: root, name: "tool-\(run)-\(arguments.first ?? "")")
     }
 
     private static func runOnce(

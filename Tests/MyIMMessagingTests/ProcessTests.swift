@@ -12,10 +12,9 @@ import Testing
 /// They need `.build/debug/myim` (run `swift build` first; `make test` does) and redis-server.
 @Suite("Processes", .serialized, .timeLimit(.minutes(3)))
 struct ProcessesTests {
-    /// The presence TTL the roles use: `CenterConfiguration.presenceTTL` and
-    /// `EndpointConfiguration.presenceTTL` (30 s). No flag or topology key shortens it, so the
-    /// TTL test waits for the real one.
-    static let presenceTTL = 30
+    /// The presence TTL the test topology gives the roles (`presence.ttlSeconds`; endpoints
+    /// beat every third of it).
+    static let presenceTTL = 6
     static let alice = "alice@\(ProcessCluster.domain)"
     static let bob = "bob@\(ProcessCluster.domain)"
 
@@ -57,6 +56,27 @@ struct ProcessesTests {
             try await again.quit()
             try #require(try await cluster.waitForNoPresence(of: "bob", until: .now + .seconds(5)) != nil, "a quit left bob online")
             print("Processes: presence cleared \(killedAt.duration(to: clearedAt)) after SIGKILL of the endpoint alone")
+        }
+    }
+
+    /// `myim status` sees every role up, then reports the stopped endpoint down and exits 1;
+    /// `myim health` answers per node the same way.
+    @Test func statusReportsAStoppedEndpointDownAndExitsNonZero() async throws {
+        try await ProcessCluster.run { cluster in
+            let healthy = try await cluster.tool(["status", "--json"])
+            try #require(healthy.status == 0, "myim status with every role up: \(healthy.output)\(healthy.errors)")
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(healthy.output.utf8)) as? [String: Any])
+            let roles = try #require(object["roles"] as? [[String: Any]])
+            #expect(roles.count == 4 && roles.allSatisfy { $0["up"] as? Bool == true })
+
+            try await cluster.kill(.ep2)
+            let degraded = try await cluster.tool(["status"])
+            #expect(degraded.status == 1, "myim status with alpha-ep2 down exits 1")
+            let line = try #require(degraded.output.split(separator: "\n").first { $0.contains("alpha-ep2") })
+            #expect(line.contains("DOWN"), "\(degraded.output)")
+            #expect(degraded.output.split(separator: "\n").first { $0.contains("alpha-ep1") }?.contains(" up ") == true)
+            #expect(try await cluster.tool(["health", "--node", "alpha-ep2"]).status == 1)
+            #expect(try await cluster.tool(["health", "--node", "alpha-ep1"]).status == 0)
         }
     }
 

@@ -158,6 +158,26 @@ struct TopologyValidationTests {
         }
     }
 
+    @Test("presence timing: the TTL's range, and at least three heartbeats per TTL", arguments: [
+        ("presence:\n  ttlSeconds: 2", "presence.ttlSeconds"),
+        ("presence:\n  ttlSeconds: 3601", "presence.ttlSeconds"),
+        ("presence:\n  ttlSeconds: 30\n  heartbeatSeconds: 11", "presence.heartbeatSeconds"),
+        ("presence:\n  heartbeatSeconds: 0", "presence.heartbeatSeconds"),
+        ("presence:\n  ttl: 30", "presence.ttl"),
+    ])
+    func presenceTiming(lines: String, key: String) throws {
+        let error = try #require(topologyError(minimalYAML + "\n" + lines + "\n"))
+        #expect(error.key == key, "\(error)")
+    }
+
+    @Test func presenceTimingIsReadWithDefaults() throws {
+        let defaults = try Topology.parse(yaml: minimalYAML, baseDirectory: "/tmp/base", file: "test.yaml")
+        #expect(defaults.presence == PresenceTiming(ttlSeconds: 30, heartbeatSeconds: 10))
+        let short = try Topology.parse(
+            yaml: minimalYAML + "\npresence:\n  ttlSeconds: 6\n  heartbeatSeconds: 2\n", baseDirectory: "/tmp/base", file: "test.yaml")
+        #expect(short.presence == PresenceTiming(ttlSeconds: 6, heartbeatSeconds: 2))
+    }
+
     @Test("enumerations and other values", arguments: [
         ("links: mtls", "links"),
         ("logLevel: loud", "logLevel"),
