@@ -12,6 +12,10 @@ extension Center {
         }
         let user = session.info.user
         let packet = request.payload
+        guard !draining else {
+            await reply(ErrorMessage(code: .centerUnavailable, data: "the center is shutting down; retry shortly with the same ids"), to: request.session)
+            return
+        }
         Counter(label: "myim_messages_in_total", dimensions: [("role", "center"), ("type", MessageType(rawValue: packet.type).map { "\($0.rawValue)" } ?? "other")])
             .increment()
         do {

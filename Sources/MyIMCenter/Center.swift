@@ -36,6 +36,10 @@ public actor Center {
     var nextLinkID = 0
     var userIDs: [String: Int64] = [:]
     var groupCache: [Int64: CachedGroup] = [:]
+    /// Link messages being handled now (each may wait on SQLite or Redis).
+    private var inFlight = 0
+    /// Set by ``drain(timeout:)``: new client requests are refused with 330.
+    public private(set) var draining = false
 
     public init(configuration: CenterConfiguration, logger: Logger = Logger(label: "myim.center")) throws {
         self.configuration = configuration
@@ -124,6 +128,8 @@ public actor Center {
     }
 
     private func handle(_ packet: Packet, from endpoint: String) async {
+        inFlight += 1
+        defer { inFlight -= 1 }
         do {
             switch LinkMessageType(rawValue: packet.type) {
             case .sessionOpen: await open(try SessionOpen(packet: packet).info, endpoint: endpoint)
@@ -313,6 +319,20 @@ public actor Center {
         let alert = SecurityAlert(kind: notice.kind, time: notice.time, message: message, device: notice.device, address: notice.source)
         await send(alert.packet, toSessions: [sessionID], on: session.endpoint)
         logger.info("security alert sent", metadata: ["user": "\(notice.user)", "kind": "\(notice.kind)", "session": "\(sessionID)"])
+    }
+
+    /// A graceful shutdown: client requests that arrive from now on are refused with 330
+    /// (the client retries them, with the same ids, once the center is back); returns once the
+    /// link messages being handled have finished their writes, or after `timeout`. Then cancel
+    /// ``serve(_:)``: the links close, and the endpoints reconnect when the center is back.
+    public func drain(timeout: Duration = .seconds(10)) async {
+        draining = true
+        let deadline = ContinuousClock.now + timeout
+        logger.notice("draining: finishing in-flight work", metadata: ["in_flight": "\(inFlight)"])
+        while inFlight > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        logger.notice("drained", metadata: ["in_flight_left": "\(inFlight)"])
     }
 
     // MARK: - Housekeeping

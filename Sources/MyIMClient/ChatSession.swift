@@ -67,7 +67,11 @@ public enum ChatCommand: Equatable, Sendable {
 /// acknowledged after, so a QoS 1 message the session saw is never sent again; one that
 /// could not be written to history is shown and left unacknowledged.
 public actor ChatSession {
-    public nonisolated let connection: MessagingConnection
+    /// The connection now: a new one after the endpoint sent 48 (reconnect).
+    public private(set) var connection: MessagingConnection
+    /// Server ids shown in this session: a message redelivered after a reconnect is
+    /// acknowledged again but not shown twice.
+    private var shown: Set<Int64> = []
     private let output: @Sendable (String) -> Void
     private let me: String
     private var peer: Peer?
@@ -95,8 +99,7 @@ public actor ChatSession {
     public func run(lines: some AsyncSequence<String, Never> & Sendable) async -> ClientError? {
         output("* connected to \(connection.endpoint) as \(me); /help lists the commands")
         if let peer { output("* talking to \(describe(peer))") }
-        for delivery in connection.initialState.messages { show(delivery) }
-        await acknowledge(connection.initialState.messages)
+        await showInitial()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.receive() }
             group.addTask { await self.read(lines) }
@@ -133,11 +136,23 @@ public actor ChatSession {
             case .user(let address): target = .user(address)
             case .group(let group): target = .group(group.groupID)
             }
+            let clientMessageID = UUID().uuidString
+            let sentOn = connection
             do {
-                try await connection.send(.text(text), to: target)
+                try await sentOn.send(.text(text), to: target, clientMessageID: clientMessageID)
             } catch {
-                output("! not sent: \(error)")
-                if await connection.closedReason != nil { return false }
+                // The endpoint went away meanwhile (48): send it again, with the same id, on
+                // the connection that replaced it; the center keeps it once.
+                guard await sentOn.closedReason != nil, await replaced(sentOn) else {
+                    output("! not sent: \(error)")
+                    if await connection.closedReason != nil { return false }
+                    return true
+                }
+                do {
+                    try await connection.send(.text(text), to: target, clientMessageID: clientMessageID)
+                } catch {
+                    output("! not sent: \(error)")
+                }
             }
         case .to(let address):
             let peer = Peer.user(connection.qualified(address))
@@ -205,6 +220,17 @@ public actor ChatSession {
                 output("* \(short(notice.username)) is \(notice.online ? (notice.status?.rawValue ?? "online") : "offline")")
             case .securityAlert(let alert):
                 output("! SECURITY: \(alert.message)")
+            case .reconnect(let notice):
+                output("* \(notice.reason); reconnecting")
+                do {
+                    connection = try await connection.reconnect(after: notice)
+                    output("* connected to \(connection.endpoint)")
+                    await showInitial()
+                } catch {
+                    ended = error
+                    output("* could not reconnect: \(error.message)")
+                    return
+                }
             case .kicked:
                 ended = ClientError(.notLoggedIn, "a newer login of \(me) took over this session (19)")
                 output("* a newer login of \(me) took over this session")
@@ -217,7 +243,26 @@ public actor ChatSession {
         }
     }
 
+    /// Message 10's unread messages of the current connection: shown (unless this session
+    /// showed them already) and acknowledged.
+    private func showInitial() async {
+        for delivery in connection.initialState.messages { show(delivery) }
+        await acknowledge(connection.initialState.messages)
+    }
+
+    /// Whether `previous` has been replaced by a new connection, waiting up to 10 s for the
+    /// reconnect under way when `previous` ended with a 48.
+    private func replaced(_ previous: MessagingConnection) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while connection === previous {
+            guard ContinuousClock.now < deadline, ended == nil, !Task.isCancelled else { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return true
+    }
+
     private func show(_ delivery: ChatDelivery) {
+        guard shown.insert(delivery.serverMessageID).inserted else { return }
         let time = Self.clock(delivery.time)
         let body = switch delivery.content {
         case .text(let text): text

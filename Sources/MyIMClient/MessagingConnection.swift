@@ -70,6 +70,8 @@ public actor MessagingConnection {
     public nonisolated let session: SavedSession
     /// Where deliveries are recorded; nil when ``MessagingOptions/recordHistory`` is off.
     public nonisolated let history: MessageHistory?
+    /// The client directory the connection was opened with.
+    public nonisolated let home: ClientHome
     public nonisolated let options: MessagingOptions
 
     let router: MessagingRouter
@@ -78,8 +80,10 @@ public actor MessagingConnection {
 
     private init(
         endpoint: EndpointCandidate, skipped: [SkippedEndpoint], authenticated: MessagingRouter.Authenticated, session: SavedSession,
-        history: MessageHistory?, options: MessagingOptions, router: MessagingRouter, channel: any Channel, worker: Task<Void, Never>
+        home: ClientHome, history: MessageHistory?, options: MessagingOptions, router: MessagingRouter, channel: any Channel,
+        worker: Task<Void, Never>
     ) {
+        self.home = home
         self.endpoint = endpoint
         self.skipped = skipped
         self.authOK = authenticated.authOK
@@ -114,7 +118,7 @@ public actor MessagingConnection {
     ///   reached (the message lists each one's failure).
     public static func open(
         session: SavedSession, home: ClientHome, endpoint: String? = nil, pin: KeyFingerprint? = nil,
-        options: MessagingOptions = MessagingOptions()
+        options: MessagingOptions = MessagingOptions(), prefer: String? = nil, avoiding: Set<String> = []
     ) async throws(ClientError) -> MessagingConnection {
         guard !session.isExpired() else {
             throw ClientError(.tokenExpired, """
@@ -122,7 +126,13 @@ public actor MessagingConnection {
                 log in again (myim login \(session.address) --password-stdin)
                 """)
         }
-        let candidates = try session.endpointCandidates(explicit: endpoint, pin: pin)
+        var candidates = try session.endpointCandidates(explicit: endpoint, pin: pin)
+        if endpoint == nil {
+            // After a 48: the endpoint going away last, the one it named first.
+            let kept = candidates.filter { !avoiding.contains($0.name ?? "") }
+            let avoided = candidates.filter { avoiding.contains($0.name ?? "") }
+            candidates = kept.filter { $0.name == prefer } + kept.filter { $0.name != prefer } + avoided
+        }
         var skipped: [SkippedEndpoint] = []
         for candidate in candidates {
             let connection: SecureConnection
@@ -165,7 +175,8 @@ public actor MessagingConnection {
             throw error
         }
         return MessagingConnection(
-            endpoint: endpoint, skipped: skipped, authenticated: authenticated, session: session, history: history, options: options,
+            endpoint: endpoint, skipped: skipped, authenticated: authenticated, session: session, home: home, history: history,
+            options: options,
             router: router, channel: connection.channel.channel, worker: worker)
     }
 
@@ -354,6 +365,17 @@ public actor MessagingConnection {
             throw error.error
         }
         return ContinuousClock.now - start
+    }
+
+    /// A new connection for the same session after this endpoint sent 48: the endpoint it
+    /// named first, then the rest of the server list by priority, this endpoint last. What
+    /// this connection sent without an 8 must be sent again on the new one, with the same
+    /// client message ids (the center delivers each once).
+    public func reconnect(after notice: Reconnect) async throws(ClientError) -> MessagingConnection {
+        await close()
+        return try await Self.open(
+            session: session, home: home, options: options, prefer: notice.next,
+            avoiding: endpoint.name.map { [$0] } ?? [])
     }
 
     // MARK: - Events

@@ -20,6 +20,9 @@ public enum IncomingEvent: Sendable, Equatable {
     /// 47 that answers no request: someone joined, left or was removed from one of the user's
     /// groups, or the user was removed (then the group leaves ``MessagingConnection/groups``).
     case groupNotice(GroupNotice)
+    /// 48: the endpoint is going away and closes this connection; connect to another one
+    /// (``MessagingConnection/reconnect(after:)``) and send again what was not acknowledged.
+    case reconnect(Reconnect)
     /// 19: a newer login of the same user took over; the endpoint closes this connection.
     case kicked
     /// 20 that answers no pending request, or a malformed server message.
@@ -332,6 +335,12 @@ final class MessagingRouter: Sendable {
                 enqueue(.presence(try FriendPresenceNotice(packet: packet)))
             } catch {
                 enqueue(.error(ClientError(error.code, "the endpoint sent a malformed presence notice (34): \(error.message)")))
+            }
+        case .reconnect:
+            do {
+                enqueue(.reconnect(try Reconnect(packet: packet)))
+            } catch {
+                enqueue(.error(ClientError(error.code, "the endpoint sent a malformed reconnect (48): \(error.message)")))
             }
         case .securityAlert:
             do {

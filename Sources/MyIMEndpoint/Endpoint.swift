@@ -72,6 +72,26 @@ public final class Endpoint: Sendable {
         try await channel?.close()
     }
 
+    /// A graceful shutdown: every client, and every one that connects from now on, is sent
+    /// 48 (reconnect, naming the next endpoint by priority) after what is already queued for
+    /// it, and closed; returns once every session has ended and told the center, or after
+    /// ``EndpointConfiguration/drainTimeout``. Then cancel ``serve(_:)``.
+    public func drain() async {
+        let notice = Reconnect(reason: "\(configuration.node) is shutting down", next: configuration.peers.first)
+        let open = await table.closeAll(with: notice.packet, reason: "the endpoint is shutting down")
+        logger.notice("draining: clients are told to reconnect elsewhere", metadata: [
+            "sessions": "\(open)", "next": "\(configuration.peers.first ?? "-")",
+        ])
+        let deadline = ContinuousClock.now + configuration.drainTimeout
+        while await table.count > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let left = await table.count
+        // Each ended session's SessionClose goes out after it leaves the table.
+        try? await Task.sleep(for: .milliseconds(100))
+        logger.notice("drained", metadata: ["sessions_left": "\(left)"])
+    }
+
     /// Sessions held right now (pending ones included).
     public var sessionCount: Int {
         get async { await table.count }

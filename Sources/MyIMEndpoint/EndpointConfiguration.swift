@@ -32,6 +32,10 @@ public struct EndpointConfiguration: Sendable {
     /// Where heartbeats go.
     public var presence: any PresenceStore
 
+    /// The domain's other endpoints, by priority: the first is named in 48 at shutdown.
+    public var peers: [String] = []
+    /// How long a graceful shutdown waits for clients to take their last messages and leave.
+    public var drainTimeout: Duration = .seconds(10)
     /// How often held users' presence TTLs are refreshed.
     public var heartbeatInterval: Duration = .seconds(10)
     /// The TTL each heartbeat sets, in seconds; a killed endpoint's users go offline after it.
@@ -104,5 +108,6 @@ public struct EndpointConfiguration: Sendable {
             presence: presence)
         presenceTTL = topology.presence.ttlSeconds
         heartbeatInterval = .seconds(topology.presence.heartbeatSeconds)
+        peers = domain.endpoints.filter { $0.name != node }.sorted { ($0.priority, $0.name) < ($1.priority, $1.name) }.map(\.name)
     }
 }

@@ -36,6 +36,9 @@ actor SessionTable {
     private let clock: @Sendable () -> Int64
     private var entries: [String: Entry] = [:]
     private var counter: UInt64 = 0
+    /// Set by ``closeAll(with:reason:)``: what every session, present or new, is sent before
+    /// it is closed.
+    private var shutdown: (packet: Packet, reason: String)?
 
     init(node: String, clock: @escaping @Sendable () -> Int64) {
         self.node = node
@@ -52,7 +55,27 @@ actor SessionTable {
         counter += 1
         let info = SessionInfo(session: "\(node):\(counter)", user: user, login: login, device: device, since: clock(), userID: userID)
         entries[info.session] = Entry(info: info, state: .pending(sentOn: nil, waiter: nil), outbox: outbox, abort: abort)
+        if let shutdown { close(info.session, with: shutdown.packet, reason: shutdown.reason) }
         return info
+    }
+
+    /// The endpoint is shutting down: every session, and every one opened from now on, is
+    /// sent `packet` (48) after what is already queued for it, then closed. Returns how many
+    /// sessions were open.
+    @discardableResult
+    func closeAll(with packet: Packet, reason: String) -> Int {
+        shutdown = (packet, reason)
+        for session in entries.keys { close(session, with: packet, reason: reason) }
+        return entries.count
+    }
+
+    private func close(_ session: String, with packet: Packet, reason: String) {
+        guard let entry = entries[session] else { return }
+        if case .closing = entry.state { return }
+        if case .pending(_, let waiter) = entry.state { waiter?.resume(returning: false) }
+        entries[session]?.state = .closing
+        enqueue(.packet(packet), for: session)
+        enqueue(.close(reason: reason), for: session)
     }
 
     /// Waits until the center binds the session (`true`) or ``expire(_:)`` gives up on it (`false`).

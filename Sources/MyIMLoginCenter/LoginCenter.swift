@@ -66,6 +66,8 @@ public final class LoginCenter: Sendable {
     /// Who hears account notices, per domain: the centers' directory links.
     private let noticeSubscribers = Mutex<(next: Int, byDomain: [String: [Int: @Sendable (AccountNotice) async -> Void]])>((0, [:]))
     let logger: Logger
+    /// Requests being answered now, and whether a graceful shutdown has begun.
+    private let work = Mutex<(inFlight: Int, draining: Bool)>((0, false))
 
     public init(configuration: LoginCenterConfiguration, store: any AccountStore, logger: Logger = Logger(label: "myim.login-center")) async {
         self.configuration = configuration
@@ -93,6 +95,22 @@ public final class LoginCenter: Sendable {
                 }
             }
         }
+    }
+
+    /// A graceful shutdown: requests from now on are answered 306 (busy, retry); returns once
+    /// the logins and registrations under way have been answered (their writes done), or after
+    /// `timeout`. Then cancel ``serve(_:)`` and ``serveDirectory(_:)``.
+    public func drain(timeout: Duration = .seconds(10)) async {
+        let busy = work.withLock { work in
+            work.draining = true
+            return work.inFlight
+        }
+        logger.notice("draining: answering the requests under way", metadata: ["in_flight": "\(busy)"])
+        let deadline = ContinuousClock.now + timeout
+        while work.withLock({ $0.inFlight }) > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        logger.notice("drained", metadata: ["in_flight_left": "\(work.withLock { $0.inFlight })"])
     }
 
     /// Stops the hashing threads.
@@ -129,6 +147,15 @@ public final class LoginCenter: Sendable {
 
     /// The reply to one request. Never throws: every failure is a reply with a code.
     public func respond(to packet: Packet, session: inout LoginSession, logger: Logger) async -> Packet {
+        let admitted = work.withLock { work in
+            guard !work.draining else { return false }
+            work.inFlight += 1
+            return true
+        }
+        guard admitted else {
+            return ErrorMessage(code: .serverBusy, data: "the login center is shutting down; try again shortly").packet
+        }
+        defer { work.withLock { $0.inFlight -= 1 } }
         do {
             switch MessageType(rawValue: packet.type) {
             case .login:

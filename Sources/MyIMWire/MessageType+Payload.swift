@@ -50,6 +50,7 @@ extension MessageType {
         case .leaveGroup: LeaveGroup.self
         case .removeFromGroup: RemoveFromGroup.self
         case .groupNotice: GroupNotice.self
+        case .reconnect: Reconnect.self
 
         case .clientHello: ClientHello.self
         case .serverHello: ServerHello.self

@@ -2,8 +2,8 @@
 ///
 /// 1–20 keep seed 000's numbers and meanings (8, left blank there, is the server's receipt
 /// for an accepted chat message); 21–44 are seed 004's commands; 45–47 complete the group
-/// life cycle (leave, remove, notices); 1001–1006 are the handshake, which runs before the
-/// channel is encrypted.
+/// life cycle (leave, remove, notices); 48 tells a client its endpoint is going away;
+/// 1001–1006 are the handshake, which runs before the channel is encrypted.
 public enum MessageType: UInt32, CaseIterable, Sendable {
     case login = 1
     case register = 2
@@ -53,6 +53,7 @@ public enum MessageType: UInt32, CaseIterable, Sendable {
     case leaveGroup = 45
     case removeFromGroup = 46
     case groupNotice = 47
+    case reconnect = 48
 
     case clientHello = 1001
     case serverHello = 1002

@@ -37,10 +37,10 @@ struct CenterCommand: AsyncParsableCommand {
             "address": "\(listener.channel.localAddress?.description ?? "?")", "domain": "\(domain.name)",
             "links": "\(topology.links.rawValue)", "database": "\(configuration.databasePath)",
         ])
-        try await withOps(domain.center.metrics, role: "center", node: node, logger: logger, health: {
-            (await center.figures(), true)
-        }) {
-            try await center.serve(listener)
-        }
+        try await runRole(
+            metrics: domain.center.metrics, role: "center", node: node, logger: logger,
+            health: { (await center.figures(), await !center.draining) },
+            serve: { try await center.serve(listener) },
+            drain: { await center.drain() })
     }
 }

@@ -86,14 +86,21 @@ struct SendCommand: AsyncParsableCommand {
             if let text, !text.isEmpty { contents.append(.text(text)) }
             let qos = QoS(rawValue: qos) ?? .atLeastOnce
 
-            let connection = try await endpoint.connect(home: output.clientHome)
+            var connection = try await endpoint.connect(home: output.clientHome)
             for content in contents {
                 let accepted: ChatAccepted
+                let clientMessageID = UUID().uuidString
                 do {
-                    accepted = try await connection.send(content, to: recipient, qos: qos)
+                    accepted = try await connection.send(content, to: recipient, qos: qos, clientMessageID: clientMessageID)
                 } catch {
-                    await connection.close()
-                    throw error
+                    // The endpoint went away (48) before answering: once more through another
+                    // endpoint, with the same id, so that the center keeps it once.
+                    guard endpoint.endpoint == nil, let notice = await Self.reconnectNotice(on: connection) else {
+                        await connection.close()
+                        throw error
+                    }
+                    connection = try await connection.reconnect(after: notice)
+                    accepted = try await connection.send(content, to: recipient, qos: qos, clientMessageID: clientMessageID)
                 }
                 report(accepted, to: connection.qualified(recipient), content: content, qos: qos, endpoint: connection.endpoint)
             }
@@ -106,6 +113,15 @@ struct SendCommand: AsyncParsableCommand {
         } catch {
             throw output.fail(error)
         }
+    }
+
+    /// The 48 among what `connection` received, if its endpoint sent one before closing.
+    private static func reconnectNotice(on connection: MessagingConnection) async -> Reconnect? {
+        guard await connection.closedReason != nil else { return nil }
+        while let event = await connection.next(timeout: .milliseconds(100)) {
+            if case .reconnect(let notice) = event { return notice }
+        }
+        return nil
     }
 
     private func report(_ accepted: ChatAccepted, to recipient: String, content: ChatContent, qos: QoS, endpoint: EndpointCandidate) {
@@ -183,10 +199,11 @@ struct InboxCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let connection = try await endpoint.connect(home: output.clientHome)
+            var connection = try await endpoint.connect(home: output.clientHome)
             let me = connection.authOK.username.lowercased()
+            var shown: Set<Int64> = []
             do {
-                for delivery in connection.initialState.messages { show(delivery, me: me) }
+                for delivery in connection.initialState.messages where shown.insert(delivery.serverMessageID).inserted { show(delivery, me: me) }
                 try await connection.acknowledge(connection.initialState.messages)
                 let deadline = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
                 while ContinuousClock.now < deadline {
@@ -196,8 +213,19 @@ struct InboxCommand: AsyncParsableCommand {
                     }
                     switch event {
                     case .delivery(let delivery):
-                        show(delivery, me: me)
+                        // A message redelivered after a reconnect is acknowledged again, not shown again.
+                        if shown.insert(delivery.serverMessageID).inserted { show(delivery, me: me) }
                         try await connection.acknowledge([delivery])
+                    case .reconnect(let notice):
+                        if output.json {
+                            output.printJSON(["event": "reconnect", "reason": notice.reason, "next": notice.next ?? ""])
+                        }
+                        warn("\(notice.reason); reconnecting")
+                        connection = try await connection.reconnect(after: notice)
+                        for delivery in connection.initialState.messages where shown.insert(delivery.serverMessageID).inserted {
+                            show(delivery, me: me)
+                        }
+                        try await connection.acknowledge(connection.initialState.messages)
                     case .historyFailed(let delivery, let error):
                         show(delivery, me: me)
                         warn("not acknowledged, it will come again: \(error.message)")

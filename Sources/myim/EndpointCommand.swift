@@ -43,12 +43,14 @@ struct EndpointCommand: AsyncParsableCommand {
             "redis": "\(url)",
         ])
         let metrics = domain.endpoints.first { $0.name == node }?.metrics
-        try await withOps(metrics, role: "endpoint", node: node, logger: logger, health: {
-            let linked = await endpoint.isLinkUp
-            return (["sessions": await endpoint.sessionCount, "center_linked": linked ? 1 : 0], linked)
-        }) {
-            try await endpoint.serve(listener)
-        }
+        try await runRole(
+            metrics: metrics, role: "endpoint", node: node, logger: logger,
+            health: {
+                let linked = await endpoint.isLinkUp
+                return (["sessions": await endpoint.sessionCount, "center_linked": linked ? 1 : 0], linked)
+            },
+            serve: { try await endpoint.serve(listener) },
+            drain: { await endpoint.drain() })
         try? await redis.close()
     }
 }

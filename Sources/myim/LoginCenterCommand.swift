@@ -31,14 +31,17 @@ struct LoginCenterCommand: AsyncParsableCommand {
             "fingerprint": "\(configuration.identity.publicKey.fingerprint)",
             "database": "\(configuration.databasePath)",
         ])
-        try await withOps(topology.loginCenter.metrics, role: "login-center", node: topology.loginCenter.name, logger: logger, health: {
-            ([:], true)
-        }) {
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { try await center.serve(listener) }
-                group.addTask { try await center.serveDirectory(directoryListener) }
-            }
-        }
+        try await runRole(
+            metrics: topology.loginCenter.metrics, role: "login-center", node: topology.loginCenter.name, logger: logger,
+            health: { ([:], true) },
+            serve: {
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { try await center.serve(listener) }
+                    group.addTask { try await center.serveDirectory(directoryListener) }
+                }
+            },
+            drain: { await center.drain() })
+        try? await center.shutdown()
     }
 }
 

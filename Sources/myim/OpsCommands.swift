@@ -6,32 +6,6 @@ import MyIMPresence
 import MyIMRedis
 import MyIMTopology
 
-/// Runs `body` (a role) with its `/metrics` and `/health` served on `address`, when the
-/// topology gives the node one; the server stops when the role does.
-func withOps(
-    _ address: HostPort?, role: String, node: String, logger: Logger,
-    health: @escaping @Sendable () async -> (figures: [String: Int], ready: Bool),
-    _ body: @escaping @Sendable () async throws -> Void
-) async throws {
-    guard let address else { return try await body() }
-    _ = OpsMetrics.registry  // Installed before the role records anything.
-    let started = ContinuousClock.now
-    let listener = try await OpsServer.bind(host: address.host, port: address.port)
-    logger.notice("metrics and health listening", metadata: ["address": "\(listener.channel.localAddress?.description ?? "?")"])
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask {
-            try await OpsServer.serve(listener, health: {
-                let (figures, ready) = await health()
-                return HealthReport(role: role, node: node, version: MyIMVersion.string, started: started, figures: figures, ready: ready)
-            }, logger: logger)
-        }
-        group.addTask { try await body() }
-        // The role ending (or failing) ends the process; the server goes with it.
-        defer { group.cancelAll() }
-        try await group.next()
-    }
-}
-
 /// Where a node can be reached from this machine: an unspecified listen host means loopback.
 private func reachable(_ address: HostPort) -> (host: String, port: Int) {
     (address.isUnspecified ? "127.0.0.1" : address.host, address.port)

@@ -67,10 +67,27 @@ struct ServeCommand: AsyncParsableCommand {
             "domain": "\(domain.name)", "login_center": "\(loginListener.channel.localAddress?.description ?? "?")",
             "endpoint": "\(endpointListener.channel.localAddress?.description ?? "?")",
         ])
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await center.serve(centerListener) }
-            group.addTask { try await endpoint.serve(endpointListener) }
-            group.addTask { try await loginCenter.serve(loginListener) }
-        }
+        try await runRole(
+            metrics: endpointNode.metrics, role: "all-in-one", node: endpointNode.name, logger: loginLogger,
+            health: {
+                let linked = await endpoint.isLinkUp
+                var figures = await center.figures()
+                figures["center_linked"] = linked ? 1 : 0
+                return (figures, linked)
+            },
+            serve: {
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { try await center.serve(centerListener) }
+                    group.addTask { try await endpoint.serve(endpointListener) }
+                    group.addTask { try await loginCenter.serve(loginListener) }
+                }
+            },
+            drain: {
+                // Clients first (they may still be acknowledging), then the center's writes, then logins.
+                await endpoint.drain()
+                await center.drain()
+                await loginCenter.drain()
+            })
+        try? await loginCenter.shutdown()
     }
 }

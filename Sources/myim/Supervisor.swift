@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 /// The child processes of `myim cluster up`: started with their output prefixed by their
-/// name, stopped together (SIGTERM, then SIGKILL after 5 s).
+/// name, stopped together (SIGTERM one after the other, SIGKILL after 15 s).
 final class Supervisor: Sendable {
     private struct Child: Sendable {
         let name: String
@@ -71,15 +71,17 @@ final class Supervisor: Sendable {
         }
     }
 
-    /// SIGTERM to every child still running (but `spared`), newest first; SIGKILL to those left after 5 s.
-    func stopAll(except spared: Set<String> = []) {
+    /// Stops every child still running (but `spared`), newest first (endpoints, then centers,
+    /// then the login center), one after the other: SIGTERM, which makes a role drain (see
+    /// `runRole`), then SIGKILL if it is still running after `grace`.
+    func stopAll(except spared: Set<String> = [], grace: TimeInterval = 15) {
         let running = children.withLock { $0.reversed().filter { $0.process.isRunning && !spared.contains($0.name) } }
-        for child in running { kill(child.process.processIdentifier, SIGTERM) }
-        let deadline = Date().addingTimeInterval(5)
         for child in running {
+            kill(child.process.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(grace)
             while child.process.isRunning, Date() < deadline { usleep(20_000) }
             if child.process.isRunning {
-                say("cluster: \(child.name) did not stop within 5 s; killing it")
+                say("cluster: \(child.name) did not stop within \(Int(grace)) s; killing it")
                 kill(child.process.processIdentifier, SIGKILL)
             }
             child.process.waitUntilExit()

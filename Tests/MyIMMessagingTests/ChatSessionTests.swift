@@ -98,6 +98,42 @@ struct ChatSessionTests {
         await cluster.stop()
     }
 
+    @Test func anEndpointThatDrainsMovesTheChatToTheNextEndpoint() async throws {
+        let cluster = try await ClientMessagingCluster.start()
+        let aliceHome = ClientMessagingHome()
+        let bobHome = ClientMessagingHome()
+        defer {
+            aliceHome.remove()
+            bobHome.remove()
+        }
+        do {
+            // alice prefers ep1, bob ep2.
+            let alice = try await MessagingConnection.open(
+                session: try await cluster.session("alice@alpha.example", userID: 1, priorities: (1, 2)), home: aliceHome.home)
+            let bob = try await MessagingConnection.open(
+                session: try await cluster.session("bob@alpha.example", userID: 2, priorities: (2, 1)), home: bobHome.home)
+            let transcript = ChatTranscript()
+            let chat = ChatSession(connection: alice, peer: "bob") { transcript.append($0) }
+            let (lines, typing) = AsyncStream<String>.makeStream()
+            let running = Task { await chat.run(lines: lines) }
+            try await transcript.waitFor("* connected to ep1")
+
+            await cluster.endpoints[0].endpoint.drain()
+            try await transcript.waitFor("ep1 is shutting down; reconnecting")
+            try await transcript.waitFor("* connected to ep2")
+            typing.yield("still here")
+            let received = try #require(await clientMessagingDeliveries(1, on: bob).first)
+            #expect(received.content == .text("still here") && received.senderName == "alice@alpha.example")
+            typing.yield("/quit")
+            #expect(await running.value == nil)
+            try await bob.quit()
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
     @Test func aNewerLoginEndsTheChatWithItsReason() async throws {
         let cluster = try await ClientMessagingCluster.start()
         let home = ClientMessagingHome()

@@ -12,14 +12,14 @@ extension EndpointTests {
             for type in [1, 2, 3, 4, 5, 6, 7, 23, 24, 25, 27, 29, 30, 32, 35, 36, 37, 39, 43, 45, 46] as [UInt32] {
                 #expect(ClientPacketRoute(type: type) == .relay, "type \(type)")
             }
-            for type in [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 26, 28, 31, 33, 34, 38, 40, 41, 42, 44, 47] as [UInt32] {
+            for type in [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 26, 28, 31, 33, 34, 38, 40, 41, 42, 44, 47, 48] as [UInt32] {
                 guard case .refuse(let code, _) = ClientPacketRoute(type: type) else {
                     Issue.record("type \(type) should be refused")
                     continue
                 }
                 #expect(code == .notSupportedHere, "type \(type)")
             }
-            for type in [0, 48, 1001, 1006, 2001, 2006, 2011, 9999, UInt32.max] as [UInt32] {
+            for type in [0, 49, 1001, 1006, 2001, 2006, 2011, 9999, UInt32.max] as [UInt32] {
                 guard case .refuse(let code, _) = ClientPacketRoute(type: type) else {
                     Issue.record("type \(type) should be refused")
                     continue

@@ -59,6 +59,66 @@ struct ProcessesTests {
         }
     }
 
+    /// SIGTERM to the endpoint that alice and bob use, in the middle of a stream of QoS 1
+    /// messages: both get 48, reconnect to the other endpoint, alice sends again what had no
+    /// 8 (same client ids), and bob ends up with every message exactly once; the endpoint
+    /// drains and exits 0 within its bound.
+    @Test func anEndpointStoppedWithSIGTERMMovesItsClientsAndLosesNothing() async throws {
+        try await ProcessCluster.run { cluster in
+            try await cluster.register("alice")
+            try await cluster.register("bob")
+            let alice = try await cluster.connect(try await cluster.login("alice"), name: "alice", to: .ep1, options: Self.aliceOptions)
+            let bob = try await cluster.connect(try await cluster.login("bob"), name: "bob", to: .ep1)
+            let inbox = ProcessTestFollowingInbox()
+            let receiver = Task { await inbox.receive(starting: bob) }
+
+            let count = 40
+            var sender = alice
+            var notices: [Reconnect] = []
+            var accepted: [String: Int64] = [:]
+            for index in 0..<count {
+                if index == 10 { try cluster.process(.ep1).signal(SIGTERM) }
+                let id = "drain-\(index)"
+                for attempt in 0..<3 {
+                    do {
+                        accepted[id] = try await sender.send(.text(Self.text(index)), to: Self.bob, clientMessageID: id).serverMessageID
+                        break
+                    } catch {
+                        // The endpoint said 48 and closed: the same message, same id, through the next one.
+                        try #require(attempt < 2, "message \(index) failed three times: \(error)")
+                        var notice: Reconnect?
+                        while let event = await sender.next(timeout: .milliseconds(200)) {
+                            if case .reconnect(let received) = event { notice = received }
+                        }
+                        let received = try #require(notice, "alice's send failed without a 48 first: \(error)")
+                        notices.append(received)
+                        sender = try await sender.reconnect(after: received)
+                    }
+                }
+            }
+            try #require(accepted.count == count)
+            try await cluster.waitFor("bob has every message", timeout: .seconds(20)) { inbox.clientIDs.count == count }
+            inbox.stop()
+            await receiver.value
+
+            let ep1 = try cluster.process(.ep1)
+            try #require(await ep1.waitForExit(timeout: .seconds(15)), "alpha-ep1 did not exit within 15 s of SIGTERM")
+            #expect(ep1.terminationStatus == 0, "alpha-ep1 \(ep1.exitDescription)")
+            #expect(ep1.output.contains("drained"))
+            #expect(notices.first?.next == "alpha-ep2", "48 names the next endpoint by priority")
+            #expect(sender.endpoint.name == "alpha-ep2")
+            #expect(inbox.endpoints.last == "alpha-ep2" && inbox.reconnects == 1)
+            // Exactly once: every id has one server id, the one alice was given, and bob shows each once.
+            #expect(inbox.shownClientIDs.count == count && Set(inbox.shownClientIDs).count == count)
+            for (id, serverID) in accepted {
+                #expect(inbox.serverIDs(of: id) == [serverID], "\(id)")
+            }
+            try await sender.quit()
+            try await inbox.connection.quit()
+            print("Processes: SIGTERM mid-stream: alice reconnected \(notices.count) time(s), bob once; \(inbox.redeliveries) redelivery(ies) dropped by server id")
+        }
+    }
+
     /// `myim status` sees every role up, then reports the stopped endpoint down and exits 1;
     /// `myim health` answers per node the same way.
     @Test func statusReportsAStoppedEndpointDownAndExitsNonZero() async throws {
@@ -431,6 +491,59 @@ struct ProcessesTests {
 }
 
 /// Bob's side of a conversation: every event read, QoS-1 deliveries acknowledged at once.
+/// A receiver that follows its session across endpoints: acknowledges what it receives,
+/// reconnects on 48, and keeps per client id the server ids it saw.
+final class ProcessTestFollowingInbox: Sendable {
+    private let state = Mutex<(current: MessagingConnection?, byClientID: [String: Set<Int64>], shown: [String], seen: Set<Int64>,
+                               endpoints: [String], reconnects: Int, redeliveries: Int, stopped: Bool)>((nil, [:], [], [], [], 0, 0, false))
+
+    var connection: MessagingConnection { state.withLock { $0.current! } }
+    var clientIDs: Set<String> { state.withLock { Set($0.byClientID.keys) } }
+    var shownClientIDs: [String] { state.withLock { $0.shown } }
+    var endpoints: [String] { state.withLock { $0.endpoints } }
+    var reconnects: Int { state.withLock { $0.reconnects } }
+    var redeliveries: Int { state.withLock { $0.redeliveries } }
+    func serverIDs(of clientID: String) -> Set<Int64> { state.withLock { $0.byClientID[clientID] ?? [] } }
+    func stop() { state.withLock { $0.stopped = true } }
+
+    func receive(starting connection: MessagingConnection) async {
+        var connection = connection
+        state.withLock { $0.current = connection; $0.endpoints.append(connection.endpoint.name ?? "?") }
+        await take(connection.initialState.messages, on: connection)
+        while !state.withLock({ $0.stopped }) {
+            guard let event = await connection.next(timeout: .milliseconds(100)) else {
+                if await connection.closedReason != nil { return }
+                continue
+            }
+            switch event {
+            case .delivery(let delivery):
+                await take([delivery], on: connection)
+            case .reconnect(let notice):
+                guard let next = try? await connection.reconnect(after: notice) else { return }
+                connection = next
+                state.withLock { $0.current = next; $0.endpoints.append(next.endpoint.name ?? "?"); $0.reconnects += 1 }
+                await take(next.initialState.messages, on: next)
+            default:
+                break
+            }
+        }
+    }
+
+    private func take(_ deliveries: [ChatDelivery], on connection: MessagingConnection) async {
+        for delivery in deliveries where delivery.senderName != ProcessesTests.bob {
+            state.withLock { state in
+                state.byClientID[delivery.clientMessageID, default: []].insert(delivery.serverMessageID)
+                if state.seen.insert(delivery.serverMessageID).inserted {
+                    state.shown.append(delivery.clientMessageID)
+                } else {
+                    state.redeliveries += 1
+                }
+            }
+        }
+        try? await connection.acknowledge(deliveries)
+    }
+}
+
 final class ProcessTestInbox: Sendable {
     private struct State {
         var deliveries: [ChatDelivery] = []

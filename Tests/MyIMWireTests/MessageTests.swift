@@ -58,6 +58,7 @@ func sample(_ type: MessageType) -> any WireMessage {
     case .quitAck: QuitAck(lastSeen: 1_700_000_000_000)
     case .leaveGroup: LeaveGroup(groupID: 7)
     case .removeFromGroup: RemoveFromGroup(groupID: 7, username: "mallory@alpha.example")
+    case .reconnect: Reconnect(reason: "alpha-ep1 is shutting down", next: "alpha-ep2")
     case .groupNotice: GroupNotice(groupID: 7, groupName: "climbers", kind: .removed, username: "mallory@alpha.example", by: "alice@alpha.example", time: 1_700_000_000_000)
     case .clientHello: ClientHello(version: 1, random: Array(repeating: 1, count: 32), keyShare: Array(repeating: 2, count: 32))
     case .serverHello: ServerHello(version: 1, random: Array(repeating: 3, count: 32), keyShare: Array(repeating: 4, count: 32), keyType: "ed25519", identityKey: [0x30, 0x2A])

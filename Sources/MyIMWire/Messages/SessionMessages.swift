@@ -284,3 +284,31 @@ public struct QuitAck: WireMessage {
 
     public var body: WireDict { ["last_seen": .int(lastSeen)] }
 }
+
+/// 48, server → client: this endpoint is going away (a graceful shutdown); the connection
+/// closes after this message. Reconnect to another endpoint of the server list, `next` if
+/// given, with the same token, and send again what was not acknowledged, with the same
+/// client message ids.
+public struct Reconnect: WireMessage {
+    public static let messageType = MessageType.reconnect
+    /// For a person, e.g. "alpha-ep1 is shutting down".
+    public var reason: String
+    /// The node name of the endpoint to try first, from the signed server list.
+    public var next: String?
+
+    public init(reason: String, next: String? = nil) {
+        self.reason = reason
+        self.next = next
+    }
+
+    public init(body: WireDict) throws(WireError) {
+        reason = try body.string("reason")
+        next = try body.optionalString("next")
+    }
+
+    public var body: WireDict {
+        var body: WireDict = ["reason": .string(reason)]
+        body["next"] = next.map(WireValue.string)
+        return body
+    }
+}
