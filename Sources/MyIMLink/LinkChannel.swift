@@ -43,6 +43,31 @@ public enum LinkChannel {
             }
     }
 
+    /// The accepting side's first step on a link: reads `LinkHello`, checks it with `admit`
+    /// (nil to accept, else why not) and that a TLS peer's certificate names the node it
+    /// claims. On any refusal the peer is told (`LinkRefused`) and nil is returned; the caller
+    /// then closes the link. Nil too when the link closes before saying anything.
+    public static func acceptHello(
+        _ packets: inout NIOAsyncChannelInboundStream<Packet>.AsyncIterator, outbound: NIOAsyncChannelOutboundWriter<Packet>,
+        channel: any Channel, admit: (LinkHello) -> String?
+    ) async throws -> LinkHello? {
+        guard let first = try await packets.next() else { return nil }
+        let hello: LinkHello
+        do throws(WireError) { hello = try LinkHello(packet: first) } catch {
+            try await outbound.write(LinkRefused(code: error.code, message: "the first link message must be 2001: \(error.message)").packet)
+            return nil
+        }
+        if let refusal = admit(hello) {
+            try await outbound.write(LinkRefused(code: .notSupportedHere, message: refusal).packet)
+            return nil
+        }
+        if let mismatch = await peerMismatch(channel, claimedNode: hello.node) {
+            try await outbound.write(LinkRefused(code: .notSupportedHere, message: mismatch).packet)
+            return nil
+        }
+        return hello
+    }
+
     /// Checks that the peer of a TLS link is the node it says it is: its certificate (already
     /// verified against the cluster CA) must name `node`. A plain link has no certificate and
     /// passes. Returns why not, for a `LinkRefused`.

@@ -66,20 +66,11 @@ extension LoginCenter {
         do {
             try await channel.executeThenClose { inbound, outbound in
                 var packets = inbound.makeAsyncIterator()
-                guard let first = try await packets.next() else { return }
-                let hello: LinkHello
-                do throws(WireError) { hello = try LinkHello(packet: first) } catch {
-                    try await outbound.write(LinkRefused(code: error.code, message: "the first link message must be 2001: \(error.message)").packet)
-                    return
-                }
-                guard let expected = configuration.directory?.centers[hello.domain], expected == hello.node else {
-                    try await outbound.write(LinkRefused(
-                        code: .notSupportedHere, message: "\(hello.node) is not the center of \(hello.domain) in this topology").packet)
-                    return
-                }
-                if let mismatch = await LinkChannel.peerMismatch(channel.channel, claimedNode: hello.node) {
-                    logger.warning("directory link refused: certificate and node differ", metadata: ["node": "\(hello.node)", "reason": "\(mismatch)"])
-                    try await outbound.write(LinkRefused(code: .notSupportedHere, message: mismatch).packet)
+                let centers = configuration.directory?.centers ?? [:]
+                guard let hello = try await LinkChannel.acceptHello(&packets, outbound: outbound, channel: channel.channel, admit: { hello in
+                    centers[hello.domain] == hello.node ? nil : "\(hello.node) is not the center of \(hello.domain) in this topology"
+                }) else {
+                    logger.warning("directory link refused", metadata: ["peer": "\(channel.channel.remoteAddress?.description ?? "?")"])
                     return
                 }
                 domain = hello.domain

@@ -117,9 +117,14 @@ struct BenchGroup: AsyncParsableCommand {
             row("process CPU per member delivery (burst)", String(format: "%.1f us", (after - before) / Double(deliveries) * 1e6))
         }
         for client in clients { await Self.flushAcks(client, group: group, tally: tally) }
-        try await Task.sleep(for: .milliseconds(300))
+        // The last cursors reach the center in their own time: sweep until nothing is left (at most 5 s).
         let stored = try await cluster.center.store.groupMessageCount()
-        let removed = try await cluster.center.sweepGroupMessages()
+        var removed = 0
+        let sweepDeadline = ContinuousClock.now + .seconds(5)
+        while removed < stored, ContinuousClock.now < sweepDeadline {
+            try await Task.sleep(for: .milliseconds(100))
+            removed += try await cluster.center.sweepGroupMessages()
+        }
         row("stored group messages / removed by the sweep after acks", "\(stored) / \(removed)")
         print("")
         for client in clients { client.close() }

@@ -8,7 +8,7 @@ struct MyIM: AsyncParsableCommand {
         abstract: "MyIM: an instant-messaging cluster with end-to-end-authenticated encryption.",
         version: MyIMVersion.string,
         subcommands: [
-            KeysCommand.self, ClusterCommand.self, LoginCenterCommand.self, CenterCommand.self, EndpointCommand.self, RegisterCommand.self, LoginCommand.self, WhoamiCommand.self, SendCommand.self, InboxCommand.self, ChatCommandLine.self,
+            KeysCommand.self, TopologyCommand.self, ClusterCommand.self, LoginCenterCommand.self, CenterCommand.self, EndpointCommand.self, RegisterCommand.self, LoginCommand.self, WhoamiCommand.self, SendCommand.self, InboxCommand.self, ChatCommandLine.self,
             FriendCommand.self, ProfileCommand.self, GroupCommand.self, ServeCommand.self,
             HealthCommand.self, StatusCommand.self, Bench.self,
         ]
