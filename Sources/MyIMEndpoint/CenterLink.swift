@@ -46,6 +46,7 @@ actor CenterLink {
     func run() async {
         var backoff = ReconnectBackoff(initial: configuration.reconnectFirstDelay, maximum: configuration.reconnectMaximumDelay)
         while !Task.isCancelled {
+            let generationBefore = generation
             do {
                 try await connectOnce(backoff: &backoff)
                 noteDown("the center closed the link")
@@ -53,6 +54,10 @@ actor CenterLink {
                 break
             } catch {
                 noteDown("\(error)")
+            }
+            if generation != generationBefore {
+                let failed = await table.failUnanswered()
+                if failed > 0 { logger.notice("chats the center had not answered were failed with 330", metadata: ["chats": "\(failed)"]) }
             }
             state = .down
             do {

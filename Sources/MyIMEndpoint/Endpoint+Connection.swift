@@ -162,9 +162,12 @@ extension Endpoint {
                 case .ignore:
                     break
                 case .relay:
+                    // Counted before it leaves, so that its 8 cannot come back first.
+                    let owed = await table.relayed(chat: packet, for: session)
                     do {
                         try await link.send(FromClient(session: session, payload: packet))
                     } catch {
+                        if owed { await table.settled(session) }
                         reply(error.packet)
                     }
                 case .refuse(let code, let message):

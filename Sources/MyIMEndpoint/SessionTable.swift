@@ -39,6 +39,8 @@ actor SessionTable {
     /// Set by ``closeAll(with:reason:)``: what every session, present or new, is sent before
     /// it is closed.
     private var shutdown: (packet: Packet, reason: String)?
+    /// Per session: QoS 1 chats relayed to the center that have had neither 8 nor 20 back.
+    private var unanswered: [String: Int] = [:]
 
     init(node: String, clock: @escaping @Sendable () -> Int64) {
         self.node = node
@@ -120,6 +122,7 @@ actor SessionTable {
     /// Forgets a session whose connection ended; returns what it was, if it was held.
     @discardableResult
     func remove(_ session: String) -> SessionInfo? {
+        unanswered[session] = nil
         guard let entry = entries.removeValue(forKey: session) else { return nil }
         if case .pending(_, let waiter) = entry.state { waiter?.resume(returning: false) }
         entry.outbox.finish()
@@ -134,7 +137,9 @@ actor SessionTable {
     @discardableResult
     func deliver(_ packet: Packet, to sessions: [String]) -> Int {
         var delivered = 0
+        let answers = packet.type == MessageType.chatAccepted.rawValue || packet.type == MessageType.error.rawValue
         for session in sessions {
+            if answers, let count = unanswered[session] { unanswered[session] = count > 1 ? count - 1 : nil }
             guard let entry = entries[session], case .bound = entry.state else { continue }
             enqueue(.packet(packet), for: session)
             if packet.type == MessageType.quitAck.rawValue {
@@ -155,6 +160,36 @@ actor SessionTable {
         enqueue(.packet(Kicked().packet), for: session)
         enqueue(.close(reason: "kicked: \(reason)"), for: session)
         return true
+    }
+
+    /// A client's QoS 1 chat goes to the center: it is owed an 8 (or a 20). Returns whether
+    /// it was counted.
+    func relayed(chat packet: Packet, for session: String) -> Bool {
+        guard packet.type == MessageType.chat.rawValue, packet.body["qos"] != .int(0), entries[session] != nil else { return false }
+        unanswered[session, default: 0] += 1
+        return true
+    }
+
+    /// A counted chat was answered here (its relay failed).
+    func settled(_ session: String) {
+        if let count = unanswered[session] { unanswered[session] = count > 1 ? count - 1 : nil }
+    }
+
+    /// The link to the center dropped: every QoS 1 chat it had not answered gets 20 with 330
+    /// now, so that the client sends it again (same client id; the center keeps it once)
+    /// instead of waiting for its reply timeout. Returns how many.
+    @discardableResult
+    func failUnanswered() -> Int {
+        var failed = 0
+        let error = EndpointError(
+            .centerUnavailable, "the link to the center dropped before it answered; send again with the same client_msg_id").packet
+        for (session, count) in unanswered {
+            guard let entry = entries[session], case .bound = entry.state else { continue }
+            for _ in 0..<count { enqueue(.packet(error), for: session) }
+            failed += count
+        }
+        unanswered = [:]
+        return failed
     }
 
     /// A local answer (20, 22) for one session, in line with what the center sends it.

@@ -31,6 +31,23 @@ extension EndpointTests {
             }
         }
 
+        @Test func chatsTheCenterNeverAnsweredFailWith330WhenTheLinkDrops() async throws {
+            try await EndpointHarness.with({ $0.linkPingInterval = .milliseconds(100) }) { harness in
+                let (client, _) = try await harness.authenticated()
+                await harness.center.setMode(.silent)
+                try await client.send(Chat(target: .user("bob@alpha.example"), content: .text("lost?"), clientMessageID: "c1"))
+                try await client.send(Chat(target: .user("bob@alpha.example"), content: .text("best effort"), clientMessageID: "c2", qos: .bestEffort))
+                #expect(await harness.center.take(.fromClient) != nil)
+                // Three silent ping intervals drop the link: the QoS 1 chat gets its answer now,
+                // a 330 to send it again, not a reply timeout; the QoS 0 one is owed nothing.
+                let answer = try #require(await client.next(timeout: .seconds(5)), "no answer after the link dropped")
+                let error = try ErrorMessage(packet: answer)
+                #expect(error.code == .centerUnavailable)
+                #expect(await client.next(timeout: .milliseconds(500)) == nil, "one 330 for one unanswered QoS 1 chat")
+                await client.close()
+            }
+        }
+
         @Test func anEndpointFromTheTopologyLinksOverMutualTLS() async throws {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-endpoint-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: directory) }
