@@ -36,7 +36,7 @@ import MyIMRedis
 /// Round trips: every method costs one (``heartbeat(endpoint:users:ttlSeconds:)`` and
 /// ``lookup(_:)`` pipeline all their commands in one write).
 public struct RedisPresenceStore: PresenceStore {
-    public let connection: RedisConnection
+    public let connection: any RedisCommands
     public let domain: String
     private let now: @Sendable () -> Int64
 
@@ -44,11 +44,12 @@ public struct RedisPresenceStore: PresenceStore {
     private static let heartbeatChunk = 500
 
     /// - Parameters:
-    ///   - connection: the Redis connection (shared; commands from many tasks are pipelined on it).
+    ///   - connection: the Redis connection (shared; commands from many tasks are pipelined on
+    ///     it): a ``RedisClient`` in the roles, so that a Redis restart is survived.
     ///   - domain: the domain whose users this store holds; also the key prefix `myim:<domain>:`.
     ///   - now: the clock for heartbeat timestamps, in milliseconds; the wall clock by default.
     ///     (TTLs themselves are kept by Redis's clock.)
-    public init(connection: RedisConnection, domain: String, now: @escaping @Sendable () -> Int64 = PresenceClock.wallMilliseconds) {
+    public init(connection: any RedisCommands, domain: String, now: @escaping @Sendable () -> Int64 = PresenceClock.wallMilliseconds) {
         self.connection = connection
         self.domain = domain
         self.now = now

@@ -20,9 +20,9 @@ public final class RedisTestServer: Sendable {
         self.process = process
     }
 
-    /// Starts a server and waits (up to 10 s) until it answers PING.
-    public static func start() async throws -> RedisTestServer {
-        let port = try await self.freePort()
+    /// Starts a server (on `port`, or a free one) and waits (up to 10 s) until it answers PING.
+    public static func start(port: Int? = nil) async throws -> RedisTestServer {
+        let port = if let port { port } else { try await self.freePort() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [
