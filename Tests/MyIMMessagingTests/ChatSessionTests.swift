@@ -46,14 +46,9 @@ struct ChatSessionTests {
     }
 
     @Test func typedLinesAreSentAndArrivingMessagesShownAndAcknowledged() async throws {
-        let cluster = try await ClientMessagingCluster.start()
-        let aliceHome = ClientMessagingHome()
-        let bobHome = ClientMessagingHome()
-        defer {
-            aliceHome.remove()
-            bobHome.remove()
-        }
-        do {
+        try await ClientMessagingCluster.with(homes: 2) { cluster, homes in
+            let aliceHome = homes[0]
+            let bobHome = homes[1]
             let aliceSession = try await cluster.session("alice@alpha.example", userID: 1, priorities: (1, 2))
             let bobSession = try await cluster.session("bob@alpha.example", userID: 2, priorities: (2, 1))
             let bob = try await MessagingConnection.open(session: bobSession, home: bobHome.home)
@@ -91,22 +86,13 @@ struct ChatSessionTests {
             #expect(again.initialState.messages.isEmpty)
             try await again.quit()
             try await bob.quit()
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 
     @Test func anEndpointThatDrainsMovesTheChatToTheNextEndpoint() async throws {
-        let cluster = try await ClientMessagingCluster.start()
-        let aliceHome = ClientMessagingHome()
-        let bobHome = ClientMessagingHome()
-        defer {
-            aliceHome.remove()
-            bobHome.remove()
-        }
-        do {
+        try await ClientMessagingCluster.with(homes: 2) { cluster, homes in
+            let aliceHome = homes[0]
+            let bobHome = homes[1]
             // alice prefers ep1, bob ep2.
             let alice = try await MessagingConnection.open(
                 session: try await cluster.session("alice@alpha.example", userID: 1, priorities: (1, 2)), home: aliceHome.home)
@@ -127,18 +113,12 @@ struct ChatSessionTests {
             typing.yield("/quit")
             #expect(await running.value == nil)
             try await bob.quit()
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 
     @Test func aNewerLoginEndsTheChatWithItsReason() async throws {
-        let cluster = try await ClientMessagingCluster.start()
-        let home = ClientMessagingHome()
-        defer { home.remove() }
-        do {
+        try await ClientMessagingCluster.with(homes: 1) { cluster, homes in
+            let home = homes[0]
             let session = try await cluster.session("carol@alpha.example", userID: 3, priorities: (1, 2))
             let first = try await MessagingConnection.open(session: session, home: home.home)
             let transcript = ChatTranscript()
@@ -154,10 +134,6 @@ struct ChatSessionTests {
             #expect(transcript.all.contains { $0.contains("a newer login of carol@alpha.example took over") })
             typing.finish()
             try await second.quit()
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 }

@@ -263,14 +263,9 @@ struct ClientGroupTests {
     }
 
     @Test func aRetriedGroupSendIsDeliveredOnceAndQoS0IsAnsweredByTheCopy() async throws {
-        let cluster = try await ClientMessagingCluster.start()
-        let aliceHome = ClientMessagingHome()
-        let bobHome = ClientMessagingHome()
-        defer {
-            aliceHome.remove()
-            bobHome.remove()
-        }
-        do {
+        try await ClientMessagingCluster.with(homes: 2) { cluster, homes in
+            let aliceHome = homes[0]
+            let bobHome = homes[1]
             let alice = try await MessagingConnection.open(
                 session: try await cluster.session("alice@alpha.example", userID: 1, priorities: (1, 2)), home: aliceHome.home)
             let bob = try await MessagingConnection.open(
@@ -303,22 +298,13 @@ struct ClientGroupTests {
 
             try await alice.quit()
             try await bob.quit()
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 
     @Test func anOfflineMemberGetsTheBacklogInOrderUntilItIsAcknowledged() async throws {
-        let cluster = try await ClientMessagingCluster.start()
-        let aliceHome = ClientMessagingHome()
-        let bobHome = ClientMessagingHome()
-        defer {
-            aliceHome.remove()
-            bobHome.remove()
-        }
-        do {
+        try await ClientMessagingCluster.with(homes: 2) { cluster, homes in
+            let aliceHome = homes[0]
+            let bobHome = homes[1]
             let aliceSession = try await cluster.session("alice@alpha.example", userID: 1, priorities: (1, 2))
             let bobSession = try await cluster.session("bob@alpha.example", userID: 2, priorities: (2, 1))
             let alice = try await MessagingConnection.open(session: aliceSession, home: aliceHome.home)
@@ -360,22 +346,13 @@ struct ClientGroupTests {
             #expect(await clientMessagingDeliveries(1, on: aliceAgain, within: .milliseconds(500)).isEmpty)
             try await bobThird.quit()
             try await aliceAgain.quit()
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 
     @Test func aChatSessionTalksToAGroupWithSlashGroup() async throws {
-        let cluster = try await ClientMessagingCluster.start()
-        let aliceHome = ClientMessagingHome()
-        let bobHome = ClientMessagingHome()
-        defer {
-            aliceHome.remove()
-            bobHome.remove()
-        }
-        do {
+        try await ClientMessagingCluster.with(homes: 2) { cluster, homes in
+            let aliceHome = homes[0]
+            let bobHome = homes[1]
             let alice = try await MessagingConnection.open(
                 session: try await cluster.session("alice@alpha.example", userID: 1, priorities: (1, 2)), home: aliceHome.home)
             let bobSession = try await cluster.session("bob@alpha.example", userID: 2, priorities: (2, 1))
@@ -424,11 +401,7 @@ struct ClientGroupTests {
             #expect(await clientMessagingDeliveries(1, on: again, within: .milliseconds(500)).isEmpty)
             try await again.quit()
             try await alice.quit()
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 
     // MARK: - Helpers

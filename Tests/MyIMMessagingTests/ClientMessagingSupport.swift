@@ -218,6 +218,23 @@ struct ClientMessagingCluster {
     }
 }
 
+extension ClientMessagingCluster {
+    /// Runs `body` with a started cluster and `homes` fresh client directories; afterwards,
+    /// also when `body` throws, stops the cluster and removes the directories.
+    static func with(homes: Int, _ body: (ClientMessagingCluster, [ClientMessagingHome]) async throws -> Void) async throws {
+        let cluster = try await start()
+        let directories = (0..<homes).map { _ in ClientMessagingHome() }
+        defer { for directory in directories { directory.remove() } }
+        do {
+            try await body(cluster, directories)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+}
+
 /// The next `count` deliveries on `connection` (other events skipped), waiting up to 10 s in all.
 func clientMessagingDeliveries(_ count: Int, on connection: MessagingConnection) async -> [ChatDelivery] {
     var deliveries: [ChatDelivery] = []

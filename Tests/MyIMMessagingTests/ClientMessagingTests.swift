@@ -262,14 +262,9 @@ struct ClientMessagingTests {
     // MARK: - End to end
 
     @Test func aliceAndBobChatAcrossTwoEndpointsAndBobGetsWhatCameWhileOffline() async throws {
-        let cluster = try await ClientMessagingCluster.start()
-        let aliceHome = ClientMessagingHome()
-        let bobHome = ClientMessagingHome()
-        defer {
-            aliceHome.remove()
-            bobHome.remove()
-        }
-        do {
+        try await ClientMessagingCluster.with(homes: 2) { cluster, homes in
+            let aliceHome = homes[0]
+            let bobHome = homes[1]
             let aliceSession = try await cluster.session("alice@alpha.example", userID: 11, priorities: (1, 2))
             let bobSession = try await cluster.session("bob@alpha.example", userID: 22, priorities: (2, 1))
             let bob = try await MessagingConnection.open(session: bobSession, home: bobHome.home)
@@ -331,10 +326,6 @@ struct ClientMessagingTests {
             try await bobThird.quit()
             try await alice.quit()
             #expect(try await cluster.center.store.pendingCount() == 0)
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 }

@@ -6,14 +6,9 @@ import Testing
 @Suite("Client social", .timeLimit(.minutes(1)))
 struct ClientSocialTests {
     @Test func addFriendListFriendsAndSignatureEndToEnd() async throws {
-        let cluster = try await ClientMessagingCluster.start()
-        let aliceHome = ClientMessagingHome()
-        let bobHome = ClientMessagingHome()
-        defer {
-            aliceHome.remove()
-            bobHome.remove()
-        }
-        do {
+        try await ClientMessagingCluster.with(homes: 2) { cluster, homes in
+            let aliceHome = homes[0]
+            let bobHome = homes[1]
             let aliceSession = try await cluster.session("alice@alpha.example", userID: 11, priorities: (1, 2))
             let bobSession = try await cluster.session("bob@alpha.example", userID: 22, priorities: (2, 1))
             let bob = try await MessagingConnection.open(session: bobSession, home: bobHome.home)
@@ -43,10 +38,6 @@ struct ClientSocialTests {
 
             try await alice.quit()
             try await bob.quit()
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 }

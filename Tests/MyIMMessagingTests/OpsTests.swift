@@ -38,14 +38,9 @@ struct OpsTests {
         }
         defer { server.cancel() }
 
-        let cluster = try await ClientMessagingCluster.start()
-        let aliceHome = ClientMessagingHome()
-        let bobHome = ClientMessagingHome()
-        defer {
-            aliceHome.remove()
-            bobHome.remove()
-        }
-        do {
+        try await ClientMessagingCluster.with(homes: 2) { cluster, homes in
+            let aliceHome = homes[0]
+            let bobHome = homes[1]
             let bob = try await MessagingConnection.open(
                 session: try await cluster.session("bob@alpha.example", userID: 2, priorities: (2, 1)), home: bobHome.home)
             let alice = try await MessagingConnection.open(
@@ -69,11 +64,7 @@ struct OpsTests {
             #expect(after.keys.contains { $0.hasPrefix(#"myim_handshakes_total{role="endpoint",result="ok""#) })
             try await alice.quit()
             try await bob.quit()
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
 
         let health = try await OpsProbe.get(host: "127.0.0.1", port: port, path: "/health")
         #expect(health.status == 200)
