@@ -23,9 +23,12 @@ public enum AcceptOutcome: Sendable, Hashable {
 /// Only the center opens it. Writes go through GRDB's pool (WAL), so reads never wait.
 public final class CenterStore: Sendable {
     let pool: DatabasePool
+    /// QoS-1 accepts share transactions under load (group commit).
+    private let batcher: AcceptBatcher
 
     public init(path: String) throws {
         pool = try SQLiteFile.openPool(path: path, migrator: Self.migrator)
+        batcher = AcceptBatcher(pool: pool)
     }
 
     static var migrator: DatabaseMigrator {
@@ -144,28 +147,41 @@ public final class CenterStore: Sendable {
     /// Stores a QoS-1 message for `recipient` and records its client id, in one transaction,
     /// unless `(sender, clientMessageID)` was accepted before: then nothing is stored and the
     /// earlier ids are returned. `makeDelivery` builds the stored delivery from the new ids.
+    ///
+    /// Sends that arrive while a transaction commits are stored together in the next one, so
+    /// that a burst costs one commit (and one fsync) per batch, not per message; each is still
+    /// stored before its caller returns.
     public func accept(
         sender: String, clientMessageID: String, recipient: String, now: Int64,
-        makeDelivery: @Sendable (_ serverMessageID: Int64, _ time: Int64) -> ChatDelivery
+        makeDelivery: @escaping @Sendable (_ serverMessageID: Int64, _ time: Int64) -> ChatDelivery
     ) async throws -> AcceptOutcome {
-        try await pool.write { db in
-            if let row = try Row.fetchOne(
-                db, sql: "SELECT server_msg_id, time FROM sent WHERE sender = ? AND client_msg_id = ?",
-                arguments: [sender, clientMessageID])
-            {
-                return .duplicate(serverMessageID: row["server_msg_id"], time: row["time"])
-            }
-            let id = try Self.nextMessageID(db)
-            var encoded = ByteBuffer()
-            encoded.writeWireDict(makeDelivery(id, now).body)
-            try db.execute(
-                sql: "INSERT INTO offline_message (id, recipient, time, delivery) VALUES (?, ?, ?, ?)",
-                arguments: [id, recipient, now, Data(encoded.readableBytesView)])
-            try db.execute(
-                sql: "INSERT INTO sent (sender, client_msg_id, server_msg_id, time) VALUES (?, ?, ?, ?)",
-                arguments: [sender, clientMessageID, id, now])
-            return .stored(serverMessageID: id, time: now)
+        try await batcher.accept(AcceptRequest(
+            sender: sender, clientMessageID: clientMessageID, recipient: recipient, now: now, makeDelivery: makeDelivery))
+    }
+
+    /// How many transactions QoS-1 accepts have used so far.
+    public var acceptTransactions: Int {
+        get async { await batcher.transactions }
+    }
+
+    /// One accept, inside a write transaction.
+    static func accept(_ request: AcceptRequest, in db: Database) throws -> AcceptOutcome {
+        if let row = try Row.fetchOne(
+            db, sql: "SELECT server_msg_id, time FROM sent WHERE sender = ? AND client_msg_id = ?",
+            arguments: [request.sender, request.clientMessageID])
+        {
+            return .duplicate(serverMessageID: row["server_msg_id"], time: row["time"])
         }
+        let id = try Self.nextMessageID(db)
+        var encoded = ByteBuffer()
+        encoded.writeWireDict(request.makeDelivery(id, request.now).body)
+        try db.execute(
+            sql: "INSERT INTO offline_message (id, recipient, time, delivery) VALUES (?, ?, ?, ?)",
+            arguments: [id, request.recipient, request.now, Data(encoded.readableBytesView)])
+        try db.execute(
+            sql: "INSERT INTO sent (sender, client_msg_id, server_msg_id, time) VALUES (?, ?, ?, ?)",
+            arguments: [request.sender, request.clientMessageID, id, request.now])
+        return .stored(serverMessageID: id, time: request.now)
     }
 
     /// A fresh server message id for a message that is not stored (QoS 0).
