@@ -96,7 +96,10 @@ public actor Center {
                 }
             }
         } catch {
-            logger.notice("link ended", metadata: ["error": "\(error)"])
+            // A peer that never said who it is (a port probe, a failed TLS handshake) is not news.
+            logger.log(level: registered == nil ? .debug : .notice, "link ended", metadata: [
+                "endpoint": "\(registered?.node ?? "-")", "error": "\(error)",
+            ])
         }
         if let registered { await unregister(node: registered.node, id: registered.id) }
     }

@@ -23,11 +23,16 @@ func runRole(
         logger.notice("metrics and health listening", metadata: ["address": "\(listener.channel.localAddress?.description ?? "?")"])
         let started = ContinuousClock.now
         let ops = ClosureService {
-            try await cancelWhenGracefulShutdown {
-                try await OpsServer.serve(listener, health: {
-                    let (figures, ready) = await health()
-                    return HealthReport(role: role, node: node, version: MyIMVersion.string, started: started, figures: figures, ready: ready)
-                }, logger: logger)
+            do {
+                try await cancelWhenGracefulShutdown {
+                    try await OpsServer.serve(listener, health: {
+                        let (figures, ready) = await health()
+                        return HealthReport(role: role, node: node, version: MyIMVersion.string, started: started, figures: figures, ready: ready)
+                    }, logger: logger)
+                }
+            } catch {
+                // Cancelled by the shutdown, as intended: not a failure of the process.
+                guard error is CancellationError || Task.isCancelled else { throw error }
             }
         }
         // First in the list, so that it is shut down last: health answers while the role drains.

@@ -280,7 +280,7 @@ final class ProcessCluster: Sendable {
         }
         var cluster: ProcessCluster?
         do {
-            let free = try await processTestFreePorts(5)
+            let free = try await processTestFreePorts(9)
             let ports: [Role: Int] = [.loginCenter: free[0], .center: free[1], .ep1: free[2], .ep2: free[3]]
             let topologyPath = root.appendingPathComponent("topology.yaml").path
             let topology = """
@@ -299,19 +299,23 @@ final class ProcessCluster: Sendable {
                   listen: 127.0.0.1:\(free[0])
                   directory: 127.0.0.1:\(free[4])
                   identity: ed25519
+                  metrics: 127.0.0.1:\(free[5])
                 domains:
                   - name: \(domain)
                     center:
                       name: alpha-center
                       listen: 127.0.0.1:\(free[1])
                       identity: ed25519
+                      metrics: 127.0.0.1:\(free[6])
                     endpoints:
                       - name: alpha-ep1
                         listen: 127.0.0.1:\(free[2])
                         priority: 10
+                        metrics: 127.0.0.1:\(free[7])
                       - name: alpha-ep2
                         listen: 127.0.0.1:\(free[3])
                         priority: 20
+                        metrics: 127.0.0.1:\(free[8])
 
                 """
             try topology.write(toFile: topologyPath, atomically: true, encoding: .utf8)
