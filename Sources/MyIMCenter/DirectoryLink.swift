@@ -115,7 +115,7 @@ public actor DirectoryLink: UserDirectory {
             } catch is CancellationError {
                 break
             } catch {
-                noteDown("\(error)")
+                noteDown(LinkChannel.describe(error))
             }
             do { try await Task.sleep(for: backoff.next()) } catch { break }
         }

@@ -53,7 +53,7 @@ actor CenterLink {
             } catch is CancellationError {
                 break
             } catch {
-                noteDown("\(error)")
+                noteDown(LinkChannel.describe(error))
             }
             if generation != generationBefore {
                 let failed = await table.failUnanswered()

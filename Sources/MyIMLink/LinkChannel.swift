@@ -3,6 +3,9 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import X509
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Opens and accepts links: TLS (or not), then packets both ways as an async channel.
 public enum LinkChannel {
@@ -41,6 +44,18 @@ public enum LinkChannel {
                     return try configure(channel, limits: limits)
                 }
             }
+    }
+
+    /// Why a link could not be made or was lost, for a person: "connection refused
+    /// (127.0.0.1:7100)" rather than NIO's error description.
+    public static func describe(_ error: any Error) -> String {
+        if let failure = error as? NIOConnectionError, let first = failure.connectionErrors.first {
+            let reason = (first.error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "\(first.error)"
+            return "\(reason) (\(failure.host):\(failure.port))"
+        }
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)).lowercased() }
+        if case ChannelError.connectTimeout = error { return "timed out" }
+        return "\(error)"
     }
 
     /// The accepting side's first step on a link: reads `LinkHello`, checks it with `admit`

@@ -34,7 +34,7 @@ struct CenterCommand: AsyncParsableCommand {
         let center = try Center(configuration: configuration, logger: logger)
         let listener = try await center.bind()
         logger.notice("center listening", metadata: [
-            "address": "\(listener.channel.localAddress?.description ?? "?")", "domain": "\(domain.name)",
+            "address": "\(listener.channel.localAddress.display)", "domain": "\(domain.name)",
             "links": "\(topology.links.rawValue)", "database": "\(configuration.databasePath)",
         ])
         try await runRole(

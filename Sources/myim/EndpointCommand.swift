@@ -36,7 +36,7 @@ struct EndpointCommand: AsyncParsableCommand {
         let endpoint = await Endpoint(configuration: configuration, logger: logger)
         let listener = try await endpoint.bind()
         logger.notice("endpoint listening", metadata: [
-            "address": "\(listener.channel.localAddress?.description ?? "?")",
+            "address": "\(listener.channel.localAddress.display)",
             "domain": "\(configuration.domain)",
             "fingerprint": "\(configuration.identity.publicKey.fingerprint)",
             "center": "\(configuration.centerName) at \(configuration.centerHost):\(configuration.centerPort)",

@@ -25,8 +25,8 @@ struct LoginCenterCommand: AsyncParsableCommand {
         let listener = try await center.bind()
         let directoryListener = try await center.bindDirectory()
         logger.notice("login center listening", metadata: [
-            "address": "\(listener.channel.localAddress?.description ?? "?")",
-            "directory": "\(directoryListener.channel.localAddress?.description ?? "?")",
+            "address": "\(listener.channel.localAddress.display)",
+            "directory": "\(directoryListener.channel.localAddress.display)",
             "links": "\(topology.links.rawValue)",
             "fingerprint": "\(configuration.identity.publicKey.fingerprint)",
             "database": "\(configuration.databasePath)",

@@ -20,7 +20,7 @@ func runRole(
     if let metrics {
         _ = OpsMetrics.registry  // Installed before the role records anything.
         let listener = try await OpsServer.bind(host: metrics.host, port: metrics.port)
-        logger.notice("metrics and health listening", metadata: ["address": "\(listener.channel.localAddress?.description ?? "?")"])
+        logger.notice("metrics and health listening", metadata: ["address": "\(listener.channel.localAddress.display)"])
         let started = ContinuousClock.now
         let ops = ClosureService {
             do {

@@ -64,8 +64,8 @@ struct ServeCommand: AsyncParsableCommand {
         let endpointListener = try await endpoint.bind()
 
         loginLogger.notice("all-in-one site ready", metadata: [
-            "domain": "\(domain.name)", "login_center": "\(loginListener.channel.localAddress?.description ?? "?")",
-            "endpoint": "\(endpointListener.channel.localAddress?.description ?? "?")",
+            "domain": "\(domain.name)", "login_center": "\(loginListener.channel.localAddress.display)",
+            "endpoint": "\(endpointListener.channel.localAddress.display)",
         ])
         try await runRole(
             metrics: endpointNode.metrics, role: "all-in-one", node: endpointNode.name, logger: loginLogger,
