@@ -2,11 +2,12 @@
 
 SWIFT ?= swift
 PIP ?= python3 -m pip
-# docker-compose: `docker-compose config` checks docker/compose.yaml offline (ComposeTests).
-APT_PACKAGES := libhiredis-dev libsqlite3-dev libssl-dev redis-server redis-tools docker-compose
+# docker-compose: `docker-compose config` checks docker/compose.yaml offline (ComposeTests);
+# mosquitto: the reference broker of `myim bench pairs --reference mosquitto` (its smoke test).
+APT_PACKAGES := libhiredis-dev libsqlite3-dev libssl-dev redis-server redis-tools docker-compose mosquitto
 FUZZ_RUNS ?= 1000000
 
-.PHONY: all build test run bench fuzz deps clean
+.PHONY: all build test run bench bench-compare fuzz deps clean
 
 all: build
 
@@ -60,6 +61,12 @@ bench: deps
 	.build/release/myim bench core
 	.build/release/myim bench logins
 	.build/release/myim bench messages --rate 500
+
+# MyIM side by side with mosquitto (installed from Debian's packages if missing, as root):
+# interleaved runs of `myim bench pairs`, one table of medians [min-max] and ratios, about
+# three minutes. Method and results: docs/BENCHMARKS.md.
+bench-compare: deps
+	SWIFT=$(SWIFT) bench/compare.sh
 
 # libFuzzer on the frame and TLV decoders (see Fuzz/README.md).
 fuzz:

@@ -35,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Layers 2 and 3 of the wire format: typed values, packets, messages. No sockets, no crypto.
@@ -200,6 +201,16 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // The load generator's own logic for `myim bench`: latency histogram (HdrHistogram), rate pacing,
+        // /proc readers, the pairs generator, and a minimal MQTT 3.1.1 client and mosquitto runner for the reference.
+        .target(
+            name: "MyIMBench",
+            dependencies: [
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Helpers for the test targets only (a real redis-server on a free port, …).
         .target(
             name: "MyIMTestSupport",
@@ -237,6 +248,7 @@ let package = Package(
                 "MyIMEndpoint",
                 "MyIMPresence",
                 "MyIMOps",
+                "MyIMBench",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -298,6 +310,7 @@ let package = Package(
                 "MyIMClient",
                 "MyIMLoginCenter",
                 "MyIMOps",
+                "MyIMBench",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -509,7 +509,9 @@ final class BenchClient: Sendable {
     private let channel: any Channel
     private let writer = Mutex<NIOAsyncChannelOutboundWriter<Packet>?>(nil)
     private let state = Mutex<(queue: [Packet], closed: Bool)>(([], false))
-    private let handler = Mutex<(@Sendable (Packet) async -> Void)?>(nil)
+    /// Boxed: a bare closure read out of a `Mutex` (`inout`, generic storage) is re-abstracted and
+    /// written back wrapped in two more thunks on every read, so each packet would cost more than the last.
+    private let handler = Mutex<PacketHandlerBox?>(nil)
     private let acks = Mutex<(ids: [Int64], since: UInt64)>(([], 0))
 
     private init(user: String, channel: any Channel) {
@@ -541,7 +543,7 @@ final class BenchClient: Sendable {
     }
 
     func setHandler(_ body: @escaping @Sendable (Packet) async -> Void) {
-        handler.withLock { $0 = body }
+        handler.withLock { $0 = PacketHandlerBox(body) }
     }
 
     func send(_ packet: Packet) async throws {
@@ -588,7 +590,7 @@ final class BenchClient: Sendable {
                 ready.resume()
                 for try await packet in inbound {
                     if let handler = handler.withLock({ $0 }) {
-                        await handler(packet)
+                        await handler.body(packet)
                     } else {
                         state.withLock { $0.queue.append(packet) }
                     }
@@ -598,6 +600,15 @@ final class BenchClient: Sendable {
         writer.withLock { $0 = nil }
         state.withLock { $0.closed = true }
         if !resumed.withLock({ $0 }) { ready.resume() }
+    }
+}
+
+/// A packet handler behind a class reference, so that reading it from a lock does not re-wrap it.
+final class PacketHandlerBox: Sendable {
+    let body: @Sendable (Packet) async -> Void
+
+    init(_ body: @escaping @Sendable (Packet) async -> Void) {
+        self.body = body
     }
 }
 
