@@ -91,9 +91,7 @@ public actor Center {
                 registered = (hello.node, id)
                 try await outbound.write(LinkWelcome(node: configuration.node, time: configuration.clock()).packet)
                 for info in hello.sessions { await open(info, endpoint: hello.node, rebinding: true) }
-                while let packet = try await packets.next() {
-                    await handle(packet, from: hello.node)
-                }
+                try await serveLanes(&packets, from: hello.node)
             }
         } catch {
             // A peer that never said who it is (a port probe, a failed TLS handshake) is not news.
@@ -102,6 +100,50 @@ public actor Center {
             ])
         }
         if let registered { await unregister(node: registered.node, id: registered.id) }
+    }
+
+    /// Handles a link's packets: each session's requests (and its close) in order, in a lane
+    /// of its own, and different sessions' at the same time, so that one session's SQLite
+    /// write does not hold up the others (concurrent sends then share a commit). Session opens
+    /// and link messages are handled as they come, before anything read after them.
+    private nonisolated func serveLanes(_ packets: inout NIOAsyncChannelInboundStream<Packet>.AsyncIterator, from node: String) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            var lanes: [String: AsyncStream<Packet>.Continuation] = [:]
+            defer { for lane in lanes.values { lane.finish() } }
+            while let packet = try await packets.next() {
+                guard let session = Self.lane(of: packet) else {
+                    await handle(packet, from: node)
+                    continue
+                }
+                let lane: AsyncStream<Packet>.Continuation
+                if let existing = lanes[session] {
+                    lane = existing
+                } else {
+                    let (stream, continuation) = AsyncStream<Packet>.makeStream()
+                    lanes[session] = continuation
+                    lane = continuation
+                    group.addTask {
+                        for await packet in stream { await self.handle(packet, from: node) }
+                    }
+                }
+                lane.yield(packet)
+                if packet.type == LinkMessageType.sessionClose.rawValue {
+                    lane.finish()
+                    lanes[session] = nil
+                }
+            }
+        }
+    }
+
+    /// The session whose lane a packet goes to: client requests and session closes.
+    private static func lane(of packet: Packet) -> String? {
+        switch LinkMessageType(rawValue: packet.type) {
+        case .fromClient, .sessionClose:
+            if case .string(let session)? = packet.body["session"] { return session }
+            return nil
+        default:
+            return nil
+        }
     }
 
     private func register(node: String, writer: NIOAsyncChannelOutboundWriter<Packet>) -> Int {
