@@ -3,6 +3,7 @@ import GRDB
 import MyIMStorage
 import MyIMWire
 import NIOCore
+import Synchronization
 
 /// A 1:1 message kept until its recipient acknowledges it.
 public struct StoredMessage: Sendable, Hashable {
@@ -25,6 +26,8 @@ public final class CenterStore: Sendable {
     let pool: DatabasePool
     /// QoS-1 accepts share transactions under load (group commit).
     private let batcher: AcceptBatcher
+    /// The block of ids QoS 0 messages are numbered from: `next..<end`.
+    private let idBlock = Mutex<(next: Int64, end: Int64)>((0, 0))
 
     public init(path: String) throws {
         pool = try SQLiteFile.openPool(path: path, migrator: Self.migrator)
@@ -185,13 +188,38 @@ public final class CenterStore: Sendable {
     }
 
     /// A fresh server message id for a message that is not stored (QoS 0).
+    ///
+    /// Taken from a block of ``idBlock`` ids reserved in one write, so that best-effort
+    /// messages cost no SQLite write each. The counter is moved past the block first, so an
+    /// id is never given twice, even after a restart (the rest of a block is then skipped).
+    /// Ids stay unique, and increase with time among stored (QoS 1) messages; a QoS 0 id may
+    /// be lower than a QoS 1 id given after it.
     public func allocateMessageID() async throws -> Int64 {
-        try await pool.write { db in try Self.nextMessageID(db) }
+        if let id = idBlock.withLock({ block -> Int64? in
+            guard block.next < block.end else { return nil }
+            defer { block.next += 1 }
+            return block.next
+        }) {
+            return id
+        }
+        let last = try await pool.write { db in try Self.nextMessageID(db, count: Self.idBlockSize) }
+        return idBlock.withLock { block in
+            // This block replaces any other refilled meanwhile (its rest is skipped, never reused).
+            block = (next: last - Self.idBlockSize + 2, end: last + 1)
+            return last - Self.idBlockSize + 1
+        }
     }
 
-    static func nextMessageID(_ db: Database) throws -> Int64 {
-        try db.execute(sql: "INSERT INTO counter (name, value) VALUES ('message', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1")
-        return try Int64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'message'") ?? 1
+    /// Ids reserved at a time for QoS 0 messages.
+    static let idBlockSize: Int64 = 1000
+
+    /// Moves the message counter on by `count` and returns its new value: the last of the
+    /// `count` ids reserved.
+    static func nextMessageID(_ db: Database, count: Int64 = 1) throws -> Int64 {
+        try db.execute(
+            sql: "INSERT INTO counter (name, value) VALUES ('message', ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
+            arguments: [count, count])
+        return try Int64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'message'") ?? count
     }
 
     /// The recipient's unacknowledged messages after server id `after`, in ascending server

@@ -51,4 +51,32 @@ struct CenterStoreTests {
         let transactions = await store.acceptTransactions
         #expect(transactions < 400, "400 concurrent accepts took \(transactions) transactions")
     }
+
+    @Test func bestEffortIdsComeFromBlocksAndNeverCollideWithStoredOnes() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("center.sqlite").path
+        var ids: [Int64] = []
+        do {
+            let store = try CenterStore(path: path)
+            ids = try await withThrowingTaskGroup(of: Int64.self) { group in
+                for _ in 0..<2500 { group.addTask { try await store.allocateMessageID() } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let stored = try await store.accept(
+                sender: "alice@alpha.example", clientMessageID: "q1", recipient: "bob@alpha.example", now: 1, makeDelivery: { id, time in
+                    ChatDelivery(
+                        kind: .user, time: time, senderID: 1, senderName: "alice@alpha.example", targetID: 2, targetName: "bob@alpha.example",
+                        content: .text("x"), serverMessageID: id, clientMessageID: "q1", qos: .atLeastOnce)
+                })
+            guard case .stored(let storedID, _) = stored else { throw CenterTestFailure("not stored") }
+            ids.append(storedID)
+        }
+        // A restarted center (same file) continues past every block handed out.
+        let restarted = try CenterStore(path: path)
+        ids.append(try await restarted.allocateMessageID())
+        #expect(Set(ids).count == ids.count, "every id is unique")
+        #expect(ids.last! > ids.dropLast().max()!)
+    }
 }
+
