@@ -25,6 +25,16 @@ extension Center {
         var version: Int64
     }
 
+    /// Group messages waiting for their turn to be fanned out: every member must receive a
+    /// group's messages in sequence order (their acknowledgement is a cursor), but two posts
+    /// to one group finish their SQLite writes, and resume here, in any order.
+    struct FanOutQueue {
+        /// The sequence number to send next.
+        var next: Int64
+        var held: [Int64: (packet: Packet, version: Int64)] = [:]
+        var sending = false
+    }
+
     // MARK: - Requests
 
     func createGroup(_ request: CreateGroup, session: String, user: String) async throws {
@@ -41,6 +51,7 @@ extension Center {
         let group = try await store.createGroup(name: name, owner: user, members: members, now: configuration.clock())
         groupCache[group.id] = CachedGroup(
             name: name, owner: user, members: Dictionary(uniqueKeysWithValues: ([user] + members).map { ($0, 0) }), version: 0)
+        fanOutQueues[group.id] = FanOutQueue(next: 1)
         await reply(GroupCreated(groupID: group.id, groupName: name), to: session)
         let added = AddedToGroup(groupID: group.id, groupName: name, by: user).packet
         await deliverToMembers(added, members: members)
@@ -133,12 +144,31 @@ extension Center {
                 await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time, seq: seq), to: session)
             case .stored(let id, let time, let seq, let version):
                 await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time, seq: seq), to: session)
-                await fanOut(delivery(id, time, seq).packet, groupID: groupID, seq: seq, version: version)
+                await fanOutInOrder(delivery(id, time, seq).packet, groupID: groupID, seq: seq, version: version)
             }
         case .bestEffort:
             let id = try await store.allocateMessageID()
             await fanOut(delivery(id, now, nil).packet, groupID: groupID, seq: nil, version: nil)
         }
+    }
+
+    /// Fans out message `seq` of the group once every earlier one has gone.
+    private func fanOutInOrder(_ packet: Packet, groupID: Int64, seq: Int64, version: Int64) async {
+        var queue = fanOutQueues[groupID] ?? FanOutQueue(next: seq)
+        guard seq >= queue.next else {
+            // Sequenced before this process knew the group's position (it loaded it since): send now.
+            await fanOut(packet, groupID: groupID, seq: seq, version: version)
+            return
+        }
+        queue.held[seq] = (packet, version)
+        fanOutQueues[groupID] = queue
+        guard !queue.sending else { return }  // The task sending now will send this one in turn.
+        fanOutQueues[groupID]?.sending = true
+        while let next = fanOutQueues[groupID]?.next, let item = fanOutQueues[groupID]?.held.removeValue(forKey: next) {
+            fanOutQueues[groupID]?.next = next + 1
+            await fanOut(item.packet, groupID: groupID, seq: next, version: item.version)
+        }
+        fanOutQueues[groupID]?.sending = false
     }
 
     /// Sends a group message to every member online now whose joined-at sequence is below
@@ -253,13 +283,15 @@ extension Center {
 
     private func cachedGroup(_ groupID: Int64) async throws -> CachedGroup? {
         if let cached = groupCache[groupID] { return cached }
-        guard let stored = try await store.group(groupID) else { return nil }
-        let members = try await store.members(of: groupID)
+        guard let (stored, members) = try await store.groupWithMembers(groupID) else { return nil }
         let group = CachedGroup(
             name: stored.name, owner: stored.owner, members: Dictionary(uniqueKeysWithValues: members.map { ($0.address, $0.joinedSeq) }),
             version: stored.memberVersion)
+        // Another request may have loaded a newer state while this one read: keep the newest.
+        if let newer = groupCache[groupID], newer.version >= group.version { return newer }
         if groupCache.count >= configuration.groupCacheLimit { groupCache.removeAll(keepingCapacity: true) }
         groupCache[groupID] = group
+        if fanOutQueues[groupID] == nil { fanOutQueues[groupID] = FanOutQueue(next: stored.maxSeq + 1) }
         return group
     }
 

@@ -15,6 +15,9 @@ public actor Center {
     struct Session {
         var info: SessionInfo
         var endpoint: String
+        /// The link it was bound on: a link that goes down closes its own sessions only, not
+        /// those its endpoint's next link has bound again meanwhile.
+        var link: Int?
         /// Queued messages have been flushed; live deliveries go straight out.
         var ready = false
         /// A live delivery was skipped while the flush ran: flush again before ready.
@@ -36,6 +39,8 @@ public actor Center {
     var nextLinkID = 0
     var userIDs: [String: Int64] = [:]
     var groupCache: [Int64: CachedGroup] = [:]
+    /// Per group: group messages stored but not yet fanned out, sent strictly in sequence order.
+    var fanOutQueues: [Int64: FanOutQueue] = [:]
     /// Link messages being handled now (each may wait on SQLite or Redis).
     private var inFlight = 0
     /// Set by ``drain(timeout:)``: new client requests are refused with 330.
@@ -91,7 +96,7 @@ public actor Center {
                 registered = (hello.node, id)
                 try await outbound.write(LinkWelcome(node: configuration.node, time: configuration.clock()).packet)
                 for info in hello.sessions { await open(info, endpoint: hello.node, rebinding: true) }
-                try await serveLanes(&packets, from: hello.node)
+                try await serveLanes(&packets, from: hello.node, sessions: hello.sessions)
             }
         } catch {
             // A peer that never said who it is (a port probe, a failed TLS handshake) is not news.
@@ -102,48 +107,63 @@ public actor Center {
         if let registered { await unregister(node: registered.node, id: registered.id) }
     }
 
-    /// Handles a link's packets: each session's requests (and its close) in order, in a lane
-    /// of its own, and different sessions' at the same time, so that one session's SQLite
-    /// write does not hold up the others (concurrent sends then share a commit). Session opens
-    /// and link messages are handled as they come, before anything read after them.
-    private nonisolated func serveLanes(_ packets: inout NIOAsyncChannelInboundStream<Packet>.AsyncIterator, from node: String) async throws {
+    /// Handles a link's packets in lanes, one per user: a user's session opens, requests and
+    /// closes in the order they came (an acknowledgement sent just before a reconnect is
+    /// applied before the new session's backlog is read), different users' at the same time,
+    /// so that one user's SQLite write does not hold up the others (concurrent sends then
+    /// share a commit). Link messages are handled as they come.
+    private nonisolated func serveLanes(
+        _ packets: inout NIOAsyncChannelInboundStream<Packet>.AsyncIterator, from node: String, sessions known: [SessionInfo]
+    ) async throws {
         try await withThrowingDiscardingTaskGroup { group in
-            var lanes: [String: AsyncStream<Packet>.Continuation] = [:]
-            defer { for lane in lanes.values { lane.finish() } }
+            var lanes: [String: (continuation: AsyncStream<Packet>.Continuation, sessions: Int)] = [:]
+            var userOfSession = Dictionary(known.map { ($0.session, $0.user) }, uniquingKeysWith: { first, _ in first })
+            for info in known { lanes[info.user, default: (Self.lane(node: node, group: &group, center: self), 0)].sessions += 1 }
+            defer { for lane in lanes.values { lane.continuation.finish() } }
             while let packet = try await packets.next() {
-                guard let session = Self.lane(of: packet) else {
+                let user: String
+                switch LinkMessageType(rawValue: packet.type) {
+                case .sessionOpen:
+                    guard let info = try? SessionOpen(packet: packet).info else {
+                        await handle(packet, from: node)  // Malformed: logged there.
+                        continue
+                    }
+                    user = info.user
+                    if userOfSession.updateValue(user, forKey: info.session) == nil {
+                        lanes[user, default: (Self.lane(node: node, group: &group, center: self), 0)].sessions += 1
+                    }
+                case .fromClient, .sessionClose:
+                    guard case .string(let session)? = packet.body["session"], let owner = userOfSession[session] else {
+                        await handle(packet, from: node)  // A session this link never opened: refused there.
+                        continue
+                    }
+                    user = owner
+                    if packet.type == LinkMessageType.sessionClose.rawValue { userOfSession[session] = nil }
+                default:
                     await handle(packet, from: node)
                     continue
                 }
-                let lane: AsyncStream<Packet>.Continuation
-                if let existing = lanes[session] {
-                    lane = existing
-                } else {
-                    let (stream, continuation) = AsyncStream<Packet>.makeStream()
-                    lanes[session] = continuation
-                    lane = continuation
-                    group.addTask {
-                        for await packet in stream { await self.handle(packet, from: node) }
-                    }
-                }
-                lane.yield(packet)
+                guard let lane = lanes[user] else { continue }
+                lane.continuation.yield(packet)
                 if packet.type == LinkMessageType.sessionClose.rawValue {
-                    lane.finish()
-                    lanes[session] = nil
+                    if lane.sessions <= 1 {
+                        lane.continuation.finish()
+                        lanes[user] = nil
+                    } else {
+                        lanes[user]?.sessions -= 1
+                    }
                 }
             }
         }
     }
 
-    /// The session whose lane a packet goes to: client requests and session closes.
-    private static func lane(of packet: Packet) -> String? {
-        switch LinkMessageType(rawValue: packet.type) {
-        case .fromClient, .sessionClose:
-            if case .string(let session)? = packet.body["session"] { return session }
-            return nil
-        default:
-            return nil
+    /// A new lane: a task of `group` that handles what is yielded to it, in order.
+    private static func lane(node: String, group: inout ThrowingDiscardingTaskGroup<any Error>, center: Center) -> AsyncStream<Packet>.Continuation {
+        let (stream, continuation) = AsyncStream<Packet>.makeStream()
+        group.addTask {
+            for await packet in stream { await center.handle(packet, from: node) }
         }
+        return continuation
     }
 
     private func register(node: String, writer: NIOAsyncChannelOutboundWriter<Packet>) -> Int {
@@ -159,7 +179,10 @@ public actor Center {
         guard links[node]?.id == id else { return }
         links[node] = nil
         logger.notice("endpoint link down; its sessions go offline", metadata: ["endpoint": "\(node)"])
-        for (sessionID, session) in sessions where session.endpoint == node {
+        for (sessionID, session) in sessions where session.endpoint == node && session.link == id {
+            // Each close waits on Redis and SQLite: the endpoint may relink and bind the
+            // session again meanwhile (then it is no longer this link's).
+            guard sessions[sessionID]?.link == id else { continue }
             await close(sessionID, reason: "endpoint link down")
         }
     }
@@ -200,7 +223,7 @@ public actor Center {
             sessions[older] = nil
             logger.info("older session kicked", metadata: ["user": "\(info.user)", "session": "\(older)"])
         }
-        sessions[info.session] = Session(info: info, endpoint: endpoint)
+        sessions[info.session] = Session(info: info, endpoint: endpoint, link: links[endpoint]?.id)
         sessionByUser[info.user] = info.session
         if info.userID != 0 { userIDs[info.user] = info.userID }
         do {

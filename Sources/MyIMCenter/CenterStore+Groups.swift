@@ -116,6 +116,15 @@ extension CenterStore {
         try await pool.read { db in try Self.group(db, id) }
     }
 
+    /// The group and its members, read together (one consistent snapshot).
+    public func groupWithMembers(_ id: Int64) async throws -> (group: StoredGroup, members: [StoredMember])? {
+        try await pool.read { db in
+            guard let group = try Self.group(db, id) else { return nil }
+            let members = try Row.fetchAll(db, sql: "SELECT * FROM group_member WHERE group_id = ?", arguments: [id]).map(Self.member)
+            return (group, members)
+        }
+    }
+
     public func members(of group: Int64) async throws -> [StoredMember] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM group_member WHERE group_id = ? ORDER BY member", arguments: [group]).map(Self.member)

@@ -60,7 +60,7 @@ public actor RedisClient: RedisCommands {
         let current = try await usable()
         do {
             return try await body(current)
-        } catch let error as RedisError where [.connectionLost, .timeout].contains(error.kind) {
+        } catch let error as RedisError where [.connectionLost, .timeout, .connectionClosed].contains(error.kind) {
             if connection === current { connection = nil }
             return try await body(try await usable())
         }
@@ -70,7 +70,12 @@ public actor RedisClient: RedisCommands {
     private func usable() async throws -> RedisConnection {
         if let connection, connection.isActive { return connection }
         let fresh = try await RedisConnection.connect(to: url, group: group, configuration: configuration)
-        if let stale = connection, stale !== fresh { try? await stale.close() }
+        // Another caller may have reconnected while this one did: use theirs, drop this one.
+        if let installed = connection, installed.isActive {
+            try? await fresh.close()
+            return installed
+        }
+        if let stale = connection { try? await stale.close() }
         if everConnected { reconnects += 1 }
         everConnected = true
         connection = fresh
