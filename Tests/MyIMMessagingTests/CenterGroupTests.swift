@@ -119,6 +119,28 @@ struct CenterGroupTests {
         }
     }
 
+    @Test func postsFromManySendersReachEveryMemberInSequenceOrder() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                try await FakeEndpoint.with("ep2", port: center.port) { ep2 in
+                    _ = try await ep1.open("alice@alpha.example", session: "ep1:1")
+                    _ = try await ep1.open("bob@alpha.example", session: "ep1:2")
+                    _ = try await ep2.open("carol@alpha.example", session: "ep2:1")
+                    let group = try await create("busy", members: ["bob@alpha.example", "carol@alpha.example"], on: ep1, session: "ep1:1")
+                    // Both senders' posts in flight at once: their SQLite writes finish in any order.
+                    for index in 0..<40 {
+                        for session in ["ep1:1", "ep1:2"] {
+                            let chat = Chat(target: .group(group), content: .text("\(session) \(index)"), clientMessageID: "\(session)-\(index)")
+                            try await ep1.request(chat, session: session)
+                        }
+                    }
+                    let received = try await ep2.groupDeliveries(80, for: "ep2:1")
+                    #expect(received.map(\.seq) == (1...80).map { Optional(Int64($0)) }, "carol's cursor ack is only safe if seqs come in order")
+                }
+            }
+        }
+    }
+
     @Test func anOfflineMemberGetsEveryMessageInOrderAtLoginAndAcksThemAway() async throws {
         try await withCenter { center in
             try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
