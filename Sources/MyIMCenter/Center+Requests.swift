@@ -12,7 +12,9 @@ extension Center {
         }
         let user = session.info.user
         let packet = request.payload
-        guard !draining else {
+        // Acknowledgements, presence and quit are cheap and answer nothing: still taken.
+        let answersNothing = [MessageType.deliveryAck, .presenceSet, .quit].contains(MessageType(rawValue: packet.type))
+        guard !draining || answersNothing else {
             await reply(ErrorMessage(code: .centerUnavailable, data: "the center is shutting down; retry shortly with the same ids"), to: request.session)
             return
         }

@@ -109,8 +109,9 @@ public actor MessagingConnection {
     ///   - options: timeouts, history, keepalive.
     ///
     /// Without `endpoint`, the list's endpoints are tried in ascending priority; one that cannot
-    /// be connected to, or fails the handshake, is skipped (``skipped``) for the next. A refusal
-    /// after the handshake (a bad token, 330, …) is not retried elsewhere.
+    /// be connected to, fails the handshake, or answers the token with 330 (no center) or 48
+    /// (shutting down) is skipped (``skipped``) for the next. Other refusals (a bad token, …)
+    /// are not retried elsewhere.
     ///
     /// - Throws: ``ClientError``: 322 for an expired token (checked here first); the
     ///   endpoint's code and message when it refuses the token; 203 for a key that is not the
@@ -144,7 +145,12 @@ public actor MessagingConnection {
                 skipped.append(SkippedEndpoint(endpoint: candidate, error: connectionError(error, endpoint: candidate, domain: session.domain)))
                 continue
             }
-            return try await authenticate(connection, endpoint: candidate, skipped: skipped, session: session, home: home, options: options)
+            do {
+                return try await authenticate(connection, endpoint: candidate, skipped: skipped, session: session, home: home, options: options)
+            } catch where error.code == .centerUnavailable && candidate != candidates.last {
+                // Shutting down (48), or without its center: the next endpoint may serve.
+                skipped.append(SkippedEndpoint(endpoint: candidate, error: error))
+            }
         }
         if skipped.count == 1 { throw skipped[0].error }
         let code = skipped.first { $0.error.code != .notEstablished }?.error.code ?? .notEstablished

@@ -427,6 +427,10 @@ final class MessagingRouter: Sendable {
             } else {
                 resolveAuthentication(.failure(ClientError(.invalidField, "the endpoint refused the token with a malformed error (20)")))
             }
+        case .reconnect:
+            // The endpoint is shutting down: as unavailable as one without its center.
+            let reason = (try? Reconnect(packet: packet).reason) ?? "the endpoint is shutting down"
+            resolveAuthentication(.failure(ClientError(.centerUnavailable, "\(reason) (48); try another endpoint")))
         default:
             resolveAuthentication(.failure(ClientError(
                 .unexpectedMessage, "the endpoint answered the token with message \(packet.type) instead of auth ok (42)")))

@@ -186,6 +186,24 @@ struct CenterTests {
         }
     }
 
+    @Test func aDrainingCenterRefusesNewSendsWith330ButStillTakesAcks() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                _ = try await ep1.open("alice@alpha.example", session: "ep1:1")
+                _ = try await ep1.open("bob@alpha.example", session: "ep1:2")
+                try await ep1.request(Chat(target: .user("bob@alpha.example"), content: .text("before"), clientMessageID: "b1"), session: "ep1:1")
+                _ = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1", type: .chatAccepted))
+                let delivered = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:2", type: .chatDelivery))
+
+                await center.center.drain(timeout: .seconds(2))
+                try await ep1.request(Chat(target: .user("bob@alpha.example"), content: .text("during"), clientMessageID: "d1"), session: "ep1:1")
+                #expect(try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1", type: .error)).code == .centerUnavailable)
+                try await ep1.request(DeliveryAck(ids: [delivered.serverMessageID]), session: "ep1:2")
+                try await expectEventually { try await center.center.store.pendingCount() == 0 }
+            }
+        }
+    }
+
     @Test func aRetriedSendIsAcceptedAgainButDeliveredOnce() async throws {
         try await withCenter { center in
             try await FakeEndpoint.with("ep1", port: center.port) { ep1 in

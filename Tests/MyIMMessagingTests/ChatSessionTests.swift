@@ -116,6 +116,19 @@ struct ChatSessionTests {
         }
     }
 
+    @Test func aConnectionToADrainingEndpointMovesOnToTheNext() async throws {
+        try await ClientMessagingCluster.with(homes: 1) { cluster, homes in
+            await cluster.endpoints[0].endpoint.drain()
+            // ep1 is the preferred endpoint, but it answers the token with 48 now.
+            let session = try await cluster.session("dave@alpha.example", userID: 4, priorities: (1, 2))
+            let connection = try await MessagingConnection.open(session: session, home: homes[0].home)
+            #expect(connection.endpoint.name == "ep2")
+            #expect(connection.skipped.map(\.endpoint.name) == ["ep1"])
+            #expect(connection.skipped.first?.error.code == .centerUnavailable)
+            try await connection.quit()
+        }
+    }
+
     @Test func aNewerLoginEndsTheChatWithItsReason() async throws {
         try await ClientMessagingCluster.with(homes: 1) { cluster, homes in
             let home = homes[0]
