@@ -218,6 +218,15 @@ public actor Center {
     /// comes again, and it drops duplicates by server id (the at-least-once contract).
     func open(_ info: SessionInfo, endpoint: String, rebinding: Bool = false) async {
         let now = configuration.clock()
+        if rebinding, let current = sessionByUser[info.user], current != info.session, let newer = sessions[current],
+           newer.info.since > info.since
+        {
+            // The user logged in again elsewhere while this endpoint's link was down: the
+            // newer login stays, the session coming back is the one to go.
+            await send(KickSession(session: info.session, reason: "a newer login of \(info.user) took over").packet, toEndpoint: endpoint)
+            logger.info("re-bound session kicked: a newer login holds the user", metadata: ["user": "\(info.user)", "session": "\(info.session)"])
+            return
+        }
         if let older = sessionByUser[info.user], older != info.session, let session = sessions[older] {
             await send(KickSession(session: older, reason: "a newer login of \(info.user) took over").packet, toEndpoint: session.endpoint)
             sessions[older] = nil

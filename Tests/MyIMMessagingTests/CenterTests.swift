@@ -204,6 +204,24 @@ struct CenterTests {
         }
     }
 
+    @Test func aSessionComingBackWithItsEndpointDoesNotKickANewerLogin() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep2", port: center.port) { ep2 in
+                // bob logged in again through ep2 (at time 5) while ep1's link was down.
+                try await ep2.send(SessionOpen(info: SessionInfo(session: "ep2:1", user: "bob@alpha.example", login: "l2", device: "d", since: 5)))
+                _ = try await ep2.next { $0.type == LinkMessageType.sessionReady.rawValue }
+                // ep1 relinks, still holding bob's older session (time 1).
+                let older = SessionInfo(session: "ep1:1", user: "bob@alpha.example", login: "l1", device: "d", since: 1)
+                try await FakeEndpoint.with("ep1", port: center.port, sessions: [older]) { ep1 in
+                    let kick = try KickSession(packet: try await ep1.next { $0.type == LinkMessageType.kickSession.rawValue })
+                    #expect(kick.session == "ep1:1")
+                }
+                #expect(await center.center.onlineUsers == ["bob@alpha.example"])
+                #expect(await center.presence.lookup(["bob@alpha.example"])["bob@alpha.example"]?.session == "ep2:1")
+            }
+        }
+    }
+
     @Test func aRetriedSendIsAcceptedAgainButDeliveredOnce() async throws {
         try await withCenter { center in
             try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
