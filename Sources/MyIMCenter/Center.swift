@@ -4,6 +4,7 @@ import MyIMLink
 import MyIMPresence
 import MyIMWire
 import NIOCore
+import Synchronization
 
 /// The center of one domain: it binds sessions (the newest login of a user wins), routes
 /// `user@domain` between its endpoints, and keeps 1:1 messages until they are acknowledged.
@@ -43,6 +44,10 @@ public actor Center {
     var fanOutQueues: [Int64: FanOutQueue] = [:]
     /// Link messages being handled now (each may wait on SQLite or Redis).
     private var inFlight = 0
+    /// Link packets waiting in lanes, all links together: past ``laneLimit`` the links stop
+    /// being read (TCP pushes back on the endpoints) until the lanes catch up.
+    private nonisolated let queued = Mutex(0)
+    private static let laneLimit = 10_000
     /// Set by ``drain(timeout:)``: new client requests are refused with 330.
     public private(set) var draining = false
 
@@ -144,6 +149,8 @@ public actor Center {
                     continue
                 }
                 guard let lane = lanes[user] else { continue }
+                while queued.withLock({ $0 }) >= Self.laneLimit { try await Task.sleep(for: .milliseconds(1)) }
+                queued.withLock { $0 += 1 }
                 lane.continuation.yield(packet)
                 if packet.type == LinkMessageType.sessionClose.rawValue {
                     if lane.sessions <= 1 {
@@ -161,7 +168,10 @@ public actor Center {
     private static func lane(node: String, group: inout ThrowingDiscardingTaskGroup<any Error>, center: Center) -> AsyncStream<Packet>.Continuation {
         let (stream, continuation) = AsyncStream<Packet>.makeStream()
         group.addTask {
-            for await packet in stream { await center.handle(packet, from: node) }
+            for await packet in stream {
+                await center.handle(packet, from: node)
+                center.queued.withLock { $0 -= 1 }
+            }
         }
         return continuation
     }
@@ -398,7 +408,7 @@ public actor Center {
         draining = true
         let deadline = ContinuousClock.now + timeout
         logger.notice("draining: finishing in-flight work", metadata: ["in_flight": "\(inFlight)"])
-        while inFlight > 0, ContinuousClock.now < deadline {
+        while inFlight > 0 || queued.withLock({ $0 }) > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
         logger.notice("drained", metadata: ["in_flight_left": "\(inFlight)"])
