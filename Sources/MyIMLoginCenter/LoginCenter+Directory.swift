@@ -74,10 +74,11 @@ extension LoginCenter {
                     return
                 }
                 domain = hello.domain
+                // Welcome first, so that a notice can never reach the center before it.
+                try await outbound.write(LinkWelcome(node: configuration.name, time: configuration.clock()).packet)
                 subscription = subscribe(domain: hello.domain) { notice in
                     try? await outbound.write(notice.packet)
                 }
-                try await outbound.write(LinkWelcome(node: configuration.name, time: configuration.clock()).packet)
                 logger.info("center linked to the directory", metadata: ["center": "\(hello.node)", "domain": "\(hello.domain)"])
                 while let packet = try await packets.next() {
                     switch LinkMessageType(rawValue: packet.type) {

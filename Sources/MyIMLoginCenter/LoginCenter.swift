@@ -326,9 +326,22 @@ public final class LoginCenter: Sendable {
 
     /// Tells the centers of the notice's domain (best effort: a center that is not linked
     /// now does not hear it; the client that logged in was told in message 9's `new_device`).
+    /// The login waits for it (so that the alert reaches the user's session before the new
+    /// session can kick it) but at most half a second: a stuck link delays no login.
     private func publish(_ notice: AccountNotice, domain: String) async {
         let sinks = noticeSubscribers.withLock { Array(($0.byDomain[domain] ?? [:]).values) }
-        for sink in sinks { await sink(notice) }
+        guard !sinks.isEmpty else { return }
+        let done = DeliveredCount()
+        for sink in sinks {
+            Task {
+                await sink(notice)
+                done.count.withLock { $0 += 1 }
+            }
+        }
+        let deadline = ContinuousClock.now + .milliseconds(500)
+        while done.count.withLock({ $0 }) < sinks.count, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
     }
 
     private static func seconds(_ milliseconds: Int64) -> Int64 { (milliseconds + 999) / 1000 }
@@ -345,4 +358,9 @@ public struct LoginSession: Sendable {
     public var closing = false
 
     public init(source: String) { self.source = source }
+}
+
+/// How many notice sinks have finished, shared with their tasks.
+private final class DeliveredCount: Sendable {
+    let count = Mutex(0)
 }
