@@ -78,30 +78,10 @@ struct GroupCommand: AsyncParsableCommand {
                 """
         )
 
-        @Argument(help: "The group's id or name.")
-        var group: String
-
-        @Argument(help: "The user's address (a bare name means your own domain).")
-        var user: String
-
-        @OptionGroup var endpoint: MessagingEndpointOptions
-        @OptionGroup var output: ClientOutputOptions
-
-        func validate() throws {
-            guard !user.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("give the user's address") }
-        }
+        @OptionGroup var member: GroupMemberArguments
 
         func run() async throws {
-            do {
-                let (reference, user) = (group, user)
-                let (group, members) = try await withMessagingConnection(endpoint, output) { connection throws(ClientError) in
-                    let group = try connection.group(reference)
-                    return (group, try await connection.invite(user, to: group.groupID))
-                }
-                GroupCommand.show(members, of: group, output: output)
-            } catch {
-                throw output.fail(error)
-            }
+            try await member.change { connection, user, group throws(ClientError) in try await connection.invite(user, to: group) }
         }
     }
 
@@ -184,30 +164,10 @@ struct GroupCommand: AsyncParsableCommand {
                 """
         )
 
-        @Argument(help: "The group's id or name.")
-        var group: String
-
-        @Argument(help: "The member's address (a bare name means your own domain).")
-        var user: String
-
-        @OptionGroup var endpoint: MessagingEndpointOptions
-        @OptionGroup var output: ClientOutputOptions
-
-        func validate() throws {
-            guard !user.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("give the member's address") }
-        }
+        @OptionGroup var member: GroupMemberArguments
 
         func run() async throws {
-            do {
-                let (reference, user) = (group, user)
-                let (group, members) = try await withMessagingConnection(endpoint, output) { connection throws(ClientError) in
-                    let group = try connection.group(reference)
-                    return (group, try await connection.remove(user, from: group.groupID))
-                }
-                GroupCommand.show(members, of: group, output: output)
-            } catch {
-                throw output.fail(error)
-            }
+            try await member.change { connection, user, group throws(ClientError) in try await connection.remove(user, from: group) }
         }
     }
 
@@ -331,6 +291,39 @@ struct GroupCommand: AsyncParsableCommand {
         } else {
             print("#\(group.groupName) (group \(members.groupID)): \(members.number) member\(members.number == 1 ? "" : "s")")
             for member in members.members { print(member) }
+        }
+    }
+}
+
+/// GROUP and USER, with the endpoint and output options, for `myim group invite` and
+/// `myim group remove`: both change a group's members and print the members after.
+struct GroupMemberArguments: ParsableArguments {
+    @Argument(help: "The group's id or name.")
+    var group: String
+
+    @Argument(help: "The user's address (a bare name means your own domain).")
+    var user: String
+
+    @OptionGroup var endpoint: MessagingEndpointOptions
+    @OptionGroup var output: ClientOutputOptions
+
+    func validate() throws {
+        guard !user.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("give the user's address") }
+    }
+
+    /// Resolves GROUP, runs `operation` with the user and the group id, and prints the members it returns.
+    func change(
+        _ operation: @escaping (MessagingConnection, String, Int64) async throws(ClientError) -> GroupMembers
+    ) async throws {
+        do {
+            let (reference, user) = (group, user)
+            let (group, members) = try await withMessagingConnection(endpoint, output) { connection throws(ClientError) in
+                let group = try connection.group(reference)
+                return (group, try await operation(connection, user, group.groupID))
+            }
+            GroupCommand.show(members, of: group, output: output)
+        } catch {
+            throw output.fail(error)
         }
     }
 }
