@@ -2,6 +2,7 @@ import ArgumentParser
 import Crypto
 import Foundation
 import Logging
+import MyIMAuth
 import MyIMLoginCenter
 import MyIMSecureChannel
 import MyIMTransport
@@ -91,6 +92,57 @@ struct BenchLogins: AsyncParsableCommand {
         let failed = counts.failed
         if failed > 0 { print("failed logins: \(failed)") }
         try await center.shutdown()
+        try await tokenReconnects()
+    }
+
+    /// Token reconnects/s: a client that already holds a token (after a network change, or an
+    /// endpoint's 48) connects to an endpoint, completes the Ed25519 handshake, sends 41 and
+    /// waits for 42 and 10 (the center has bound the session), then drops the connection.
+    /// Endpoints, center and clients share this process; clients alternate between the two
+    /// endpoints.
+    private func tokenReconnects() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cluster = try await BenchCluster.start(directory: directory, maxConnectionsPerSource: clients * 4 + 64)
+        let issuer = await TokenIssuer(signingKey: cluster.tokenKey, issuer: BenchMessages.issuer)
+        var tokens: [String] = []
+        for index in 0..<clients {
+            tokens.append(try await issuer.issue(
+                address: "rc\(index)@\(BenchMessages.domain)", userID: Int64(500_000 + index), sessionID: "rc-\(index)",
+                device: "sha256:bench", now: Date()).token)
+        }
+        let tokenList = tokens
+        let counts = Counters()
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        let start = ContinuousClock.now
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<clients {
+                group.addTask {
+                    while ContinuousClock.now < deadline {
+                        let endpoint = index % 2
+                        guard let client = try? await BenchClient.connect(
+                            port: cluster.ports[endpoint], fingerprint: cluster.fingerprints[endpoint], user: "rc\(index)")
+                        else {
+                            counts.add(ok: false)
+                            continue
+                        }
+                        do {
+                            try await client.authenticate(token: tokenList[index])
+                            counts.add(ok: true)
+                        } catch {
+                            counts.add(ok: false)
+                        }
+                        client.close()
+                    }
+                }
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        let perSecond = Double(counts.ok) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        row("token reconnects (handshake + 41 → 42, 10)", String(format: "%.0f /s", perSecond))
+        if counts.failed > 0 { print("failed reconnects: \(counts.failed)") }
+        await cluster.stop()
     }
 
     private func row(_ name: String, _ value: String) {
