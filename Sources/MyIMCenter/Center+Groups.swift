@@ -39,10 +39,15 @@ extension Center {
 
     func createGroup(_ request: CreateGroup, session: String, user: String) async throws {
         let name = try groupName(request.name)
+        // Checked before any work on the list: a body may carry 65,536 entries.
+        guard request.members.count < configuration.maxGroupMembers * 2 else {
+            throw CenterRefusal(.groupFull, "a group has at most \(configuration.maxGroupMembers) members; \(request.members.count) were named")
+        }
         var members: [String] = []
+        var seen: Set<String> = [user]
         for raw in request.members {
             let address = try address(raw)
-            if address != user, !members.contains(address) { members.append(address) }
+            if seen.insert(address).inserted { members.append(address) }
         }
         guard members.count + 1 <= configuration.maxGroupMembers else {
             throw CenterRefusal(.groupFull, "a group has at most \(configuration.maxGroupMembers) members, this one would have \(members.count + 1)")

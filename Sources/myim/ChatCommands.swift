@@ -38,6 +38,37 @@ struct MessagingEndpointOptions: ParsableArguments {
     }
 }
 
+/// The text, `--image`, `--mime` and `--qos` of `myim send` and `myim group send`.
+struct ChatContentOptions: ParsableArguments {
+    @Argument(help: "The text to send.")
+    var text: String?
+
+    @Option(help: ArgumentHelp("Send this image file (at most 4 MiB).", valueName: "file"))
+    var image: String?
+
+    @Option(help: ArgumentHelp("The image's media type (default: from its first bytes, else its extension).", valueName: "type"))
+    var mime: String?
+
+    @Option(help: ArgumentHelp("1: stored until received (default); 0: best effort, not stored.", valueName: "0|1"))
+    var qos: Int64 = 1
+
+    func validate() throws {
+        guard text != nil || image != nil else { throw ValidationError("give a text to send, or --image FILE") }
+        guard QoS(rawValue: qos) != nil else { throw ValidationError("--qos must be 0 or 1") }
+        if let text, text.isEmpty, image == nil { throw ValidationError("the text is empty") }
+    }
+
+    var qualityOfService: QoS { QoS(rawValue: qos) ?? .atLeastOnce }
+
+    /// What to send, in order: the image (read and checked now), then the text.
+    func contents() throws(ClientError) -> [ChatContent] {
+        var contents: [ChatContent] = []
+        if let image { contents.append(try SendCommand.loadImage(image, mime: mime)) }
+        if let text, !text.isEmpty { contents.append(.text(text)) }
+        return contents
+    }
+}
+
 /// `myim send bob@alpha.example "text" [--image FILE]`: sends a chat message.
 struct SendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -57,34 +88,18 @@ struct SendCommand: AsyncParsableCommand {
     @Argument(help: "The recipient's address, e.g. bob@alpha.example (a bare name means your own domain).")
     var recipient: String
 
-    @Argument(help: "The text to send.")
-    var text: String?
-
-    @Option(help: ArgumentHelp("Send this image file (at most 4 MiB).", valueName: "file"))
-    var image: String?
-
-    @Option(help: ArgumentHelp("The image's media type (default: from its first bytes, else its extension).", valueName: "type"))
-    var mime: String?
-
-    @Option(help: ArgumentHelp("1: stored until the recipient has it (default); 0: best effort, not stored.", valueName: "0|1"))
-    var qos: Int64 = 1
-
+    @OptionGroup var content: ChatContentOptions
     @OptionGroup var endpoint: MessagingEndpointOptions
     @OptionGroup var output: ClientOutputOptions
 
     func validate() throws {
-        guard text != nil || image != nil else { throw ValidationError("give a text to send, or --image FILE") }
-        guard QoS(rawValue: qos) != nil else { throw ValidationError("--qos must be 0 or 1") }
         guard !recipient.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("give the recipient's address") }
-        if let text, text.isEmpty, image == nil { throw ValidationError("the text is empty") }
     }
 
     func run() async throws {
         do {
-            var contents: [ChatContent] = []
-            if let image { contents.append(try Self.loadImage(image, mime: mime)) }
-            if let text, !text.isEmpty { contents.append(.text(text)) }
-            let qos = QoS(rawValue: qos) ?? .atLeastOnce
+            let contents = try content.contents()
+            let qos = content.qualityOfService
 
             var connection = try await endpoint.connect(home: output.clientHome)
             for content in contents {

@@ -187,33 +187,14 @@ struct GroupCommand: AsyncParsableCommand {
         @Argument(help: "The group's id or name.")
         var group: String
 
-        @Argument(help: "The text to send.")
-        var text: String?
-
-        @Option(help: ArgumentHelp("Send this image file (at most 4 MiB).", valueName: "file"))
-        var image: String?
-
-        @Option(help: ArgumentHelp("The image's media type (default: from its first bytes, else its extension).", valueName: "type"))
-        var mime: String?
-
-        @Option(help: ArgumentHelp("1: stored until every member has it (default); 0: best effort, not stored.", valueName: "0|1"))
-        var qos: Int64 = 1
-
+        @OptionGroup var content: ChatContentOptions
         @OptionGroup var endpoint: MessagingEndpointOptions
         @OptionGroup var output: ClientOutputOptions
 
-        func validate() throws {
-            guard text != nil || image != nil else { throw ValidationError("give a text to send, or --image FILE") }
-            guard QoS(rawValue: qos) != nil else { throw ValidationError("--qos must be 0 or 1") }
-            if let text, text.isEmpty, image == nil { throw ValidationError("the text is empty") }
-        }
-
         func run() async throws {
             do {
-                var contents: [ChatContent] = []
-                if let image { contents.append(try SendCommand.loadImage(image, mime: mime)) }
-                if let text, !text.isEmpty { contents.append(.text(text)) }
-                let qos = QoS(rawValue: qos) ?? .atLeastOnce
+                let contents = try content.contents()
+                let qos = content.qualityOfService
                 let (reference, output) = (group, output)
                 try await withMessagingConnection(endpoint, output) { connection throws(ClientError) in
                     let group = try connection.group(reference)

@@ -342,6 +342,8 @@ struct CenterGroupTests {
                     (CreateGroup(name: "tab\there", members: []), .invalidGroupName),
                     (CreateGroup(name: "big", members: ["bob@alpha.example", "carol@alpha.example", "dave@alpha.example"]), .groupFull),
                     (CreateGroup(name: "ghosts", members: ["bob@alpha.example", "nobody@alpha.example"]), .unknownRecipient),
+                    // A list far past the limit is refused before it is read, even if it repeats one name.
+                    (CreateGroup(name: "flood", members: Array(repeating: "bob@alpha.example", count: 60_000)), .groupFull),
                     (CreateGroup(name: "abroad", members: ["bob@beta.example"]), .unknownRecipient),
                 ]
                 for (request, code) in cases {
