@@ -117,3 +117,45 @@ public struct CPUMeter: Sendable {
         return CPUSpan(cpuSeconds: now - startCPU, wallSeconds: Double(BenchClock.now() &- startWall) / 1e9)
     }
 }
+
+/// The kernel's memory that sockets cost, machine-wide: TCP sockets in use and the pages their
+/// buffers hold (`TCP: inuse N … mem P` in `/proc/net/sockstat`), and the slab (`Slab: K kB` in
+/// `/proc/meminfo`), where each socket's own kernel structures live. Only differences between two
+/// readings mean anything, and they count both ends of a loopback connection.
+public struct KernelMemory: Sendable, Equatable {
+    public var tcpSocketsInUse: UInt64
+    public var tcpBufferBytes: UInt64
+    public var slabBytes: UInt64
+
+    public init(tcpSocketsInUse: UInt64, tcpBufferBytes: UInt64, slabBytes: UInt64) {
+        self.tcpSocketsInUse = tcpSocketsInUse
+        self.tcpBufferBytes = tcpBufferBytes
+        self.slabBytes = slabBytes
+    }
+
+    /// Parses the two files' texts; nil when either lacks its line.
+    public static func parse(sockstat: String, meminfo: String, pageSize: UInt64 = ProcStat.pageSize) -> KernelMemory? {
+        var inUse: UInt64?
+        var pages: UInt64?
+        for line in sockstat.split(separator: "\n") where line.hasPrefix("TCP:") {
+            let words = line.split(separator: " ")
+            for index in words.indices.dropLast() {
+                if words[index] == "inuse" { inUse = UInt64(words[index + 1]) }
+                if words[index] == "mem" { pages = UInt64(words[index + 1]) }
+            }
+        }
+        var slab: UInt64?
+        for line in meminfo.split(separator: "\n") where line.hasPrefix("Slab:") {
+            let words = line.split(separator: " ")
+            if words.count >= 3, words[2] == "kB", let kilobytes = UInt64(words[1]) { slab = kilobytes * 1024 }
+        }
+        guard let inUse, let pages, let slab else { return nil }
+        return KernelMemory(tcpSocketsInUse: inUse, tcpBufferBytes: pages * pageSize, slabBytes: slab)
+    }
+
+    /// The current reading; nil where /proc cannot be read.
+    public static func read() -> KernelMemory? {
+        guard let sockstat = readSmallFile("/proc/net/sockstat"), let meminfo = readSmallFile("/proc/meminfo") else { return nil }
+        return parse(sockstat: sockstat, meminfo: meminfo)
+    }
+}

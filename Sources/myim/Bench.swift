@@ -4,6 +4,6 @@ import ArgumentParser
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure MyIM's costs and print the figures.",
-        subcommands: [BenchCore.self, BenchLogins.self, BenchMessages.self, BenchGroup.self, BenchPairs.self]
+        subcommands: [BenchCore.self, BenchLogins.self, BenchMessages.self, BenchGroup.self, BenchPairs.self, BenchIdle.self]
     )
 }

@@ -13,9 +13,11 @@ import Synchronization
 /// then an open loop (a fixed offered rate R), delivered/s and latency percentiles (HdrHistogram)
 /// from a timestamp in each message, and CPU time per delivered message.
 ///
-/// - MyIM (default): a center (SQLite, plain links, in-memory presence) and two endpoints run in
-///   this process; senders connect to endpoint 1, receivers to endpoint 2. Servers and clients
-///   share the process, so its CPU time is the servers' and the generator's together.
+/// - MyIM (default): the servers as separate processes (``BenchServers``: redis-server, a center
+///   and two endpoints of a topology with TLS links, and a login center), each one's CPU time read
+///   from /proc/<pid>/stat apart from the generator's; senders connect to endpoint 1, receivers to
+///   endpoint 2. `--in-process` runs the center (plain links, in-memory presence) and the endpoints
+///   in this process instead, where their CPU cannot be told apart from the generator's.
 /// - `--reference mosquitto`: the same generator against a mosquitto started on a free port of
 ///   127.0.0.1 (MQTT 3.1.1, QoS 0, receiver i subscribed to `r<i>`, sender i publishing to it);
 ///   mosquitto's CPU time is read from /proc/<pid>/stat, apart from the generator's.
@@ -48,13 +50,22 @@ struct BenchPairs: AsyncParsableCommand {
     @Option(help: "MyIM only: the chat QoS, 0 (best effort, not stored, no ack: like MQTT QoS 0) or 1 (stored until acked).")
     var qos: Int = 1
 
+    @Option(help: "Idle connections to hold through the phases (MyIM: authenticated, alternating endpoints; reference: MQTT clients, each subscribed to its own topic).")
+    var idle: Int = 0
+
     @Flag(help: "MyIM only: pair i's sender on endpoint 1 + i % 2 and its receiver on the other (both links to the center carry senders).")
     var cross = false
 
     @Option(help: "Run the same load against a reference broker instead of MyIM: mosquitto.")
     var reference: String?
 
-    @Option(name: .customLong("server-cpus"), help: "Reference only: pin the broker to these CPUs with taskset (a taskset list, e.g. 0).")
+    @Flag(name: .customLong("in-process"), help: "MyIM only: run the center and endpoints in this process (plain links, in-memory presence), not as processes.")
+    var inProcess = false
+
+    @Option(help: "MyIM processes only: server-to-server links, tls or plain.")
+    var links: String = "tls"
+
+    @Option(name: .customLong("server-cpus"), help: "Pin the servers (the broker, or MyIM's processes and Redis) to these CPUs with taskset (a taskset list, e.g. 0).")
     var serverCPUs: String?
 
     @Flag(help: "Also print one JSON object per phase (lines starting with {\"bench\":\"pairs\").")
@@ -71,14 +82,19 @@ struct BenchPairs: AsyncParsableCommand {
         guard !rate.isEmpty, rate.count <= 8, rate.allSatisfy({ $0 > 0 && $0 <= 1_000_000 }) else {
             throw ValidationError("--rate must be in (0, 1000000], given at most 8 times")
         }
+        guard idle >= 0, idle + 2 * pairs + 256 <= BenchIdle.openFileLimit() else {
+            throw ValidationError("--idle \(idle) with \(pairs) pairs needs more open files than this process may open (\(BenchIdle.openFileLimit()), ulimit -n)")
+        }
         guard drain >= 0, drain <= 60 else { throw ValidationError("--drain must be in [0, 60]") }
         guard qos == 0 || qos == 1 else { throw ValidationError("--qos must be 0 or 1") }
         guard !phaseList.isEmpty else { throw ValidationError("--phases must name closed, open or both, comma-separated") }
         if let reference, reference != "mosquitto" { throw ValidationError("--reference: the only reference is mosquitto") }
         if cross, reference != nil { throw ValidationError("--cross places MyIM's clients; a reference broker has one port") }
-        if serverCPUs != nil, reference == nil {
-            throw ValidationError("--server-cpus pins a reference broker; MyIM's servers run in this process (pin it with taskset instead)")
+        if inProcess, reference != nil { throw ValidationError("--in-process places MyIM's servers; a reference broker runs alone") }
+        if serverCPUs != nil, inProcess {
+            throw ValidationError("--server-cpus pins server processes; with --in-process the servers share this process (pin it with taskset instead)")
         }
+        guard links == "tls" || links == "plain" else { throw ValidationError("--links must be tls or plain") }
     }
 
     private var phaseList: [String] {
@@ -101,33 +117,83 @@ struct BenchPairs: AsyncParsableCommand {
     // MARK: - MyIM
 
     private func runMyIM() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-bench-pairs-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let cluster = try await BenchCluster.start(directory: directory, maxConnectionsPerSource: 2 * pairs + 64)
-        do {
-            try await measureMyIM(cluster)
-        } catch {
+        if inProcess {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-bench-pairs-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let cluster = try await BenchCluster.start(directory: directory, maxConnectionsPerSource: idle + 2 * pairs + 64)
+            let issuer = await TokenIssuer(signingKey: cluster.tokenKey, issuer: BenchMessages.issuer)
+            let target = MyIMTarget(
+                description: "in one process: center (SQLite, plain links, in-memory presence) + 2 endpoints (Ed25519) + the generator",
+                cpuNote: "CPU is this whole process (servers and generator together: they share it and its cores, and cannot be pinned apart)",
+                servers: [],
+                connect: { user, userID, endpoint in
+                    let token = try await issuer.issue(address: user, userID: userID, sessionID: UUID().uuidString, device: "sha256:bench", now: Date()).token
+                    return try await PairsClient.connect(port: cluster.ports[endpoint], fingerprint: cluster.fingerprints[endpoint], user: user, token: token)
+                },
+                quiet: {
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while await !cluster.center.onlineUsers.isEmpty, ContinuousClock.now < deadline {
+                        try? await Task.sleep(for: .milliseconds(20))
+                    }
+                })
+            do {
+                try await measureMyIM(target)
+            } catch {
+                await cluster.stop()
+                throw error
+            }
             await cluster.stop()
+            return
+        }
+        let servers = try await BenchServers.start(links: links, cpus: serverCPUs, maxConnectionsPerSource: idle + 2 * pairs + 64)
+        let target = MyIMTarget(
+            description: "as processes: center (SQLite, \(links) links) + 2 endpoints (Ed25519) + redis-server (presence) + login center, "
+                + "each its own process",
+            cpuNote: "servers pinned to CPUs: \(serverCPUs ?? "no (they share the cores with the generator)"); generator CPUs: \(Self.affinity() ?? "?"); "
+                + "server CPU is the sum over \(servers.servers.map { "\($0.name) (pid \($0.pid))" }.joined(separator: ", "))",
+            servers: servers.servers.map { ($0.name, $0.pid) },
+            connect: { user, userID, endpoint in
+                let token = try await servers.token(for: user, userID: userID)
+                return try await PairsClient.connect(
+                    port: servers.endpointPorts[endpoint], fingerprint: servers.fingerprints[endpoint], user: user, token: token)
+            },
+            quiet: {})
+        do {
+            try await measureMyIM(target)
+            guard servers.allRunning else { throw ValidationError("a MyIM server exited during the run; see its lines above") }
+        } catch {
+            await servers.stop()
             throw error
         }
-        await cluster.stop()
+        await servers.stop()
     }
 
-    private func measureMyIM(_ cluster: BenchCluster) async throws {
+    /// Where MyIM's servers run and how a client reaches them.
+    private struct MyIMTarget {
+        var description: String
+        var cpuNote: String
+        /// Server processes apart from this one, by name (none: they run in this process).
+        var servers: [(name: String, pid: Int32)]
+        var connect: @Sendable (_ user: String, _ userID: Int64, _ endpoint: Int) async throws -> PairsClient
+        /// Waits until the servers have seen every client go.
+        var quiet: @Sendable () async -> Void
+    }
+
+    private func measureMyIM(_ target: MyIMTarget) async throws {
         let domain = BenchMessages.domain
         let chatQoS: QoS = qos == 0 ? .bestEffort : .atLeastOnce
-        print("MyIM 1:1 pairs, in one process: center (SQLite, plain links, in-memory presence) + 2 endpoints (Ed25519) + the generator")
+        print("MyIM 1:1 pairs, \(target.description)")
         print("\(System.coreCount) cores, load \(Self.loadAverage()), \(pairs) pairs (\(cross ? "even senders on ep1, odd on ep2, each receiver on the other" : "senders on ep1, receivers on ep2")), \(Self.bodyBytes)-byte text, "
             + (qos == 0 ? "QoS 0 (best effort, no acks)" : "QoS 1 (stored; receivers ack in batches of up to \(PairsClient.ackBatch))"))
-        print("CPU is this whole process (servers and generator together: they share it and its cores, and cannot be pinned apart)")
+        print(target.cpuNote)
         print("")
 
-        let issuer = await TokenIssuer(signingKey: cluster.tokenKey, issuer: BenchMessages.issuer)
-        let connect = { @Sendable (user: String, userID: Int64, endpoint: Int) async throws -> PairsClient in
-            let token = try await issuer.issue(address: user, userID: userID, sessionID: UUID().uuidString, device: "sha256:bench", now: Date()).token
-            return try await PairsClient.connect(port: cluster.ports[endpoint], fingerprint: cluster.fingerprints[endpoint], user: user, token: token)
+        let connect = target.connect
+        let idlers = try await holdIdle { index in
+            try await connect("idle\(index)@\(domain)", Int64(300_000 + index), index % 2)
         }
+        defer { for client in idlers { client.close() } }
         // Receivers first, so that the center knows their user ids when the first message comes.
         let receivers = try await BenchMessages.concurrently(count: pairs, width: 16) { index in
             try await connect("r\(index)@\(domain)", Int64(100_000 + index), cross ? 1 - index % 2 : 1)
@@ -176,7 +242,7 @@ struct BenchPairs: AsyncParsableCommand {
             }
         }
         do {
-            try await runPhases(generator, system: "myim", serverPID: nil, errors: errors, afterPhase: flush)
+            try await runPhases(generator, system: "myim", servers: target.servers, errors: errors, afterPhase: flush)
         } catch {
             for client in senders + receivers { client.close() }
             throw error
@@ -185,11 +251,17 @@ struct BenchPairs: AsyncParsableCommand {
             if let failure = client.failure { errors.add("\(client.user): \(failure)") }
             client.close()
         }
-        let quiet = ContinuousClock.now + .seconds(10)
-        while await !cluster.center.onlineUsers.isEmpty, ContinuousClock.now < quiet {
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        await target.quiet()
         report(recorder: recorder, errors: errors)
+    }
+
+    /// Opens the `--idle` connections (32 at a time) and says how fast that went.
+    private func holdIdle<Client: Sendable>(_ open: @escaping @Sendable (Int) async throws -> Client) async throws -> [Client] {
+        guard idle > 0 else { return [] }
+        let started = BenchClock.now()
+        let clients = try await BenchMessages.concurrently(count: idle, width: 32, open)
+        print(String(format: "holding %d idle connections (opened at %.0f/s)\n", idle, Double(idle) / (Double(BenchClock.now() &- started) / 1e9)))
+        return clients
     }
 
     private static func describeError(_ packet: Packet) -> String {
@@ -218,6 +290,17 @@ struct BenchPairs: AsyncParsableCommand {
             + "\(Self.bodyBytes)-byte payload")
         print("broker pinned to CPUs: \(server.cpus ?? "no (shares the cores with the generator)"); generator CPUs: \(Self.affinity() ?? "?")")
         print("")
+        let idlers = try await holdIdle { index in
+            let client = try await MQTTBenchClient.connect(host: "127.0.0.1", port: server.port, clientID: "idle\(index)")
+            do {
+                try await client.subscribe("i\(index)")
+            } catch {
+                client.close()
+                throw error
+            }
+            return client
+        }
+        defer { for client in idlers { client.close() } }
         let receivers = try await BenchMessages.concurrently(count: pairs, width: 16) { index in
             try await MQTTBenchClient.connect(host: "127.0.0.1", port: server.port, clientID: "r\(index)")
         }
@@ -240,7 +323,7 @@ struct BenchPairs: AsyncParsableCommand {
             ) { pair, _, _, text in
                 publishers[pair].publish(topic: "r\(pair)", payload: ByteBuffer(string: text))
             }
-            try await runPhases(generator, system: "mosquitto", serverPID: server.pid, errors: errors, afterPhase: {})
+            try await runPhases(generator, system: "mosquitto", servers: [("mosquitto", server.pid)], errors: errors, afterPhase: {})
         } catch {
             for client in senders + receivers { client.close() }
             throw error
@@ -258,7 +341,8 @@ struct BenchPairs: AsyncParsableCommand {
     // MARK: - Phases
 
     private func runPhases(
-        _ generator: PairsGenerator, system: String, serverPID: Int32?, errors: PairsErrors, afterPhase: @Sendable () async -> Void
+        _ generator: PairsGenerator, system: String, servers: [(name: String, pid: Int32)], errors: PairsErrors,
+        afterPhase: @Sendable () async -> Void
     ) async throws {
         // Each open phase has its own number, so that a late message of the one before is a stray.
         var steps: [(name: String, rate: Double?, id: Int)] = []
@@ -271,7 +355,7 @@ struct BenchPairs: AsyncParsableCommand {
         }
         for step in steps {
             let process = CPUMeter()
-            let server = serverPID.map { CPUMeter(pid: $0) }
+            let meters = servers.map { (name: $0.name, meter: CPUMeter(pid: $0.pid)) }
             let result: PairsPhaseResult
             if let rate = step.rate {
                 result = try await generator.openLoop(rate: rate, seconds: seconds, phase: step.id)
@@ -280,15 +364,16 @@ struct BenchPairs: AsyncParsableCommand {
             }
             await afterPhase()
             let processSpan = process.span()
-            let serverSpan = server?.span()
+            let serverSpans = meters.compactMap { meter in meter.meter.span().map { (name: meter.name, span: $0) } }
             if let rate = step.rate {
                 print(String(format: "Open loop: offered %.0f msg/s in total (%.1f msg/s per sender, paced), %g s", rate, rate / Double(pairs), seconds))
             } else {
                 print("Closed loop: \(pairs) senders x window \(window) (the next message goes when the receiver has one), \(seconds) s")
             }
             let summary = PairsSummary(
-                system: system, qos: serverPID == nil ? qos : 0, phase: step.name, pairs: pairs, window: window, rate: step.rate ?? 0,
-                seconds: seconds, result: result, process: processSpan, server: serverSpan, errors: errors.count, load: Self.loadAverage())
+                system: system, qos: system == "mosquitto" ? 0 : qos, phase: step.name, pairs: pairs, window: window, rate: step.rate ?? 0,
+                seconds: seconds, result: result, process: processSpan, servers: serverSpans.count == meters.count ? serverSpans : nil,
+                inProcess: servers.isEmpty, errors: errors.count, load: Self.loadAverage())
             summary.print()
             if json { summary.printJSON() }
             print("")
@@ -337,12 +422,14 @@ private struct PairsSummary: Encodable {
     var p999Us: Double
     var maxUs: Double
     var maxLagUs: Double?
-    /// CPU of the server per delivered message: mosquitto's process; for MyIM the whole process
-    /// (servers and generator), flagged by `serverCPUIsWholeProcess`.
+    /// CPU of the servers per delivered message: mosquitto's process, or MyIM's processes summed
+    /// (Redis included); with `--in-process`, the whole process, flagged by `serverCPUIsWholeProcess`.
     var serverCPUUsPerMsg: Double?
     var serverCores: Double?
     var serverCPUIsWholeProcess: Bool
-    /// CPU of this process (the generator, and for MyIM the servers too) per delivered message.
+    /// Each server process's CPU per delivered message, by name.
+    var serverProcessesUsPerMsg: [String: Double]?
+    /// CPU of this process (the generator, and with `--in-process` the servers too) per delivered message.
     var processCPUUsPerMsg: Double?
     var processCores: Double?
     /// All processes of the run together.
@@ -352,7 +439,7 @@ private struct PairsSummary: Encodable {
 
     init(
         system: String, qos: Int, phase: String, pairs: Int, window: Int, rate: Double, seconds: Double, result: PairsPhaseResult,
-        process: CPUSpan?, server: CPUSpan?, errors: Int, load: String
+        process: CPUSpan?, servers: [(name: String, span: CPUSpan)]?, inProcess: Bool, errors: Int, load: String
     ) {
         self.system = system
         self.qos = qos
@@ -373,16 +460,18 @@ private struct PairsSummary: Encodable {
         maxLagUs = phase == "open" ? Double(result.maxLagNanos) / 1000 : nil
         processCPUUsPerMsg = process.map { $0.microseconds(per: result.delivered) }
         processCores = process?.cores
-        if let server {
-            serverCPUUsPerMsg = server.microseconds(per: result.delivered)
-            serverCores = server.cores
-            serverCPUIsWholeProcess = false
-            totalCPUUsPerMsg = process.map { ($0.cpuSeconds + server.cpuSeconds) / Double(max(1, result.delivered)) * 1e6 }
-        } else {
+        serverCPUIsWholeProcess = inProcess
+        if inProcess {
             serverCPUUsPerMsg = processCPUUsPerMsg
             serverCores = processCores
-            serverCPUIsWholeProcess = true
             totalCPUUsPerMsg = processCPUUsPerMsg
+        } else if let servers, let first = servers.first {
+            let cpu = servers.reduce(0) { $0 + $1.span.cpuSeconds }
+            let server = CPUSpan(cpuSeconds: cpu, wallSeconds: first.span.wallSeconds)
+            serverCPUUsPerMsg = server.microseconds(per: result.delivered)
+            serverCores = server.cores
+            serverProcessesUsPerMsg = Dictionary(servers.map { ($0.name, $0.span.microseconds(per: result.delivered)) }, uniquingKeysWith: +)
+            totalCPUUsPerMsg = process.map { ($0.cpuSeconds + cpu) / Double(max(1, result.delivered)) * 1e6 }
         }
         self.errors = errors
         self.load = load
@@ -400,6 +489,7 @@ private struct PairsSummary: Encodable {
         case serverCPUUsPerMsg = "server_cpu_us_per_msg"
         case serverCores = "server_cores"
         case serverCPUIsWholeProcess = "server_cpu_is_whole_process"
+        case serverProcessesUsPerMsg = "server_processes_us_per_msg"
         case processCPUUsPerMsg = "process_cpu_us_per_msg"
         case processCores = "process_cores"
         case totalCPUUsPerMsg = "total_cpu_us_per_msg"
@@ -419,7 +509,10 @@ private struct PairsSummary: Encodable {
             }
         } else {
             if let cpu = serverCPUUsPerMsg, let cores = serverCores {
-                row("broker CPU per delivered msg", String(format: "%.1f us  (%.2f cores)", cpu, cores))
+                row(system == "mosquitto" ? "broker CPU per delivered msg" : "servers' CPU per delivered msg (summed)", String(format: "%.1f us  (%.2f cores)", cpu, cores))
+            }
+            if let processes = serverProcessesUsPerMsg, processes.count > 1 {
+                for (name, cpu) in processes.sorted(by: { $0.value > $1.value }) { row("  of which \(name)", String(format: "%.1f us", cpu)) }
             }
             if let cpu = processCPUUsPerMsg, let cores = processCores {
                 row("generator CPU per delivered msg", String(format: "%.1f us  (%.2f cores)", cpu, cores))
@@ -478,8 +571,9 @@ final class PairsClient: Sendable {
         self.inbox = inbox
     }
 
-    /// Connects, completes the handshake, sends the token and reads 42 then 10 (each within 10 s).
-    static func connect(port: Int, fingerprint: KeyFingerprint, user: String, token: String) async throws -> PairsClient {
+    /// Connects, completes the handshake, sends the token and reads 42 then 10 (each within 10 s);
+    /// without a token, stops after the handshake.
+    static func connect(port: Int, fingerprint: KeyFingerprint, user: String, token: String?) async throws -> PairsClient {
         let inbox = PacketInbox()
         let (channel, established) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -495,6 +589,7 @@ final class PairsClient: Sendable {
         let client = PairsClient(user: user, channel: channel, inbox: inbox)
         do {
             _ = try await established.get()
+            guard let token else { return client }
             client.send(TokenAuth(token: token).packet)
             let authOK = try await inbox.next(timeout: .seconds(10), who: user)
             guard authOK.type == MessageType.authOK.rawValue else {

@@ -21,6 +21,15 @@ struct EndpointCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (default: the topology's log_level).")
     var logLevel: String?
 
+    @Option(help: "Client connections one source address may hold at once (default 64). Raise it for many clients behind one NAT, or for load tests from one host.")
+    var maxConnectionsPerSource: Int?
+
+    func validate() throws {
+        if let maxConnectionsPerSource, !(1...1_000_000).contains(maxConnectionsPerSource) {
+            throw ValidationError("--max-connections-per-source must be 1...1000000")
+        }
+    }
+
     func run() async throws {
         let topology = try Topology.load(path: topology)
         let logger = try makeLogger(label: "myim.endpoint", node: node, level: logLevel ?? topology.logLevel)
@@ -32,7 +41,8 @@ struct EndpointCommand: AsyncParsableCommand {
         let url = try RedisURL(topology.redis)
         let redis = try await connectRedis(url, logger: logger)
         let presence = RedisPresenceStore(connection: redis, domain: domain.name)
-        let configuration = try EndpointConfiguration(topology: topology, node: node, keys: ClusterKeys(topology: topology), presence: presence)
+        var configuration = try EndpointConfiguration(topology: topology, node: node, keys: ClusterKeys(topology: topology), presence: presence)
+        if let maxConnectionsPerSource { configuration.maxConnectionsPerSource = maxConnectionsPerSource }
         let endpoint = await Endpoint(configuration: configuration, logger: logger)
         let listener = try await endpoint.bind()
         logger.notice("endpoint listening", metadata: [

@@ -13,7 +13,9 @@ final class Supervisor: Sendable {
     private let exits = AsyncStream<String>.makeStream()
 
     /// Starts `executable` with `arguments`; its stdout and stderr lines are printed as `name | line`.
-    func start(name: String, executable: String, arguments: [String]) throws {
+    /// Returns the child's process id.
+    @discardableResult
+    func start(name: String, executable: String, arguments: [String], quiet: Bool = false) throws -> Int32 {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -45,8 +47,12 @@ final class Supervisor: Sendable {
         }
         try process.run()
         children.withLock { $0.append(Child(name: name, process: process)) }
-        say("cluster: started \(name) (pid \(process.processIdentifier))")
+        if !quiet { say("cluster: started \(name) (pid \(process.processIdentifier))") }
+        return process.processIdentifier
     }
+
+    /// Whether every child started is still running.
+    var allRunning: Bool { children.withLock { $0.allSatisfy(\.process.isRunning) } }
 
     /// Waits for the first child to exit or the first termination signal.
     func firstExitOrSignal() async -> String {

@@ -115,6 +115,16 @@ struct BenchLogicTests {
         #expect(ProcStat.parse("4242 (x) S 1 4242 4242 0 -1 4194560 1234 0 0 0 ten 75 3 4 20 0 9 0 12345 123456789 2048 1") == nil)
     }
 
+    @Test func kernelMemoryParsesSockstatAndMeminfo() throws {
+        let sockstat = "sockets: used 20\nTCP: inuse 12 orphan 0 tw 3 alloc 14 mem 450\nUDP: inuse 0 mem 7\n"
+        let meminfo = "MemTotal:       24590000 kB\nSlab:             125412 kB\nSReclaimable:     100892 kB\n"
+        let memory = try #require(KernelMemory.parse(sockstat: sockstat, meminfo: meminfo, pageSize: 4096))
+        #expect(memory == KernelMemory(tcpSocketsInUse: 12, tcpBufferBytes: 450 * 4096, slabBytes: 125_412 * 1024))
+        // UDP's mem is not TCP's; a file without its line is no reading.
+        #expect(KernelMemory.parse(sockstat: "UDP: inuse 0 mem 7\n", meminfo: meminfo) == nil)
+        #expect(KernelMemory.parse(sockstat: sockstat, meminfo: "MemTotal: 1 kB\n") == nil)
+    }
+
     @Test(.enabled(if: FileManager.default.fileExists(atPath: "/proc/self/stat")))
     func procStatReadsThisProcess() throws {
         let stat = try #require(ProcStat.read())
@@ -297,8 +307,22 @@ struct BenchLogicTests {
         }
     }
 
+    /// MyIM's servers as processes (redis-server, login center, center, two endpoints), with
+    /// idle connections held through the phases: every server's CPU is read apart.
     @Test func pairsSmokeMyIM() async throws {
-        let phases = try await Self.runPairs([])
+        let phases = try await Self.runPairs(["--idle", "4"])
+        Self.checkPhases(phases, system: "myim", expected: ["closed", "open"])
+        for phase in phases {
+            #expect(phase["server_cpu_is_whole_process"] as? Bool == false)
+            let processes = try #require(phase["server_processes_us_per_msg"] as? [String: Double], "\(phase)")
+            #expect(Set(processes.keys) == ["redis", "login", "bench-center", "bench-ep1", "bench-ep2"])
+            // The endpoints and the center did work for every message.
+            for name in ["bench-center", "bench-ep1", "bench-ep2"] { #expect((processes[name] ?? 0) > 0, "\(name): \(phase)") }
+        }
+    }
+
+    @Test func pairsSmokeMyIMInProcess() async throws {
+        let phases = try await Self.runPairs(["--in-process"])
         Self.checkPhases(phases, system: "myim", expected: ["closed", "open"])
         #expect(phases.allSatisfy { $0["server_cpu_is_whole_process"] as? Bool == true })
     }
@@ -313,5 +337,45 @@ struct BenchLogicTests {
         let phases = try await Self.runPairs(["--reference", "mosquitto"])
         Self.checkPhases(phases, system: "mosquitto", expected: ["closed", "open"])
         #expect(phases.allSatisfy { $0["server_cpu_is_whole_process"] as? Bool == false })
+    }
+
+    // MARK: - Smoke runs of `myim bench idle`
+
+    private static func runIdle(_ arguments: [String]) async throws -> [[String: Any]] {
+        let binary = try MyIMExecutable.locate()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("bench-idle-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let child = try ChildProcess(
+            name: "myim bench idle", executable: binary,
+            arguments: ["bench", "idle", "--connections", "3", "--connections", "8", "--settle", "0.2", "--json"] + arguments, logPath: log)
+        guard await child.waitForExit(timeout: .seconds(60)) else {
+            await child.stop()
+            throw ProcessTestError("myim bench idle did not end within 60 s:\n\(child.output)")
+        }
+        #expect(child.terminationStatus == 0, "\(child.output)")
+        return child.output.split(separator: "\n").filter { $0.hasPrefix("{\"bench\":\"idle\"") }.compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+    }
+
+    /// Each step reports the connections held, how fast they opened, and every server's memory.
+    @Test func idleSmokeMyIM() async throws {
+        let steps = try await Self.runIdle([])
+        #expect(steps.compactMap { $0["connections"] as? Int } == [3, 8])
+        for step in steps {
+            #expect(step["system"] as? String == "myim")
+            #expect((step["connects_per_s"] as? Double ?? 0) > 0, "\(step)")
+            let rss = try #require(step["rss_bytes"] as? [String: Int], "\(step)")
+            #expect(Set(rss.keys) == ["redis", "login", "bench-center", "bench-ep1", "bench-ep2"])
+            #expect(rss.values.allSatisfy { $0 > 0 }, "\(step)")
+            #expect(step["rss_bytes_per_connection"] is [String: Double], "\(step)")
+        }
+    }
+
+    @Test(.enabled(if: MosquittoServer.locate() != nil, "mosquitto is not installed (apt-get install -y mosquitto)"))
+    func idleSmokeMosquitto() async throws {
+        let steps = try await Self.runIdle(["--reference", "mosquitto"])
+        #expect(steps.compactMap { $0["connections"] as? Int } == [3, 8])
+        #expect(steps.allSatisfy { ($0["rss_bytes"] as? [String: Int])?.keys.sorted() == ["mosquitto"] })
     }
 }

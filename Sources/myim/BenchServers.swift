@@ -1,0 +1,185 @@
+import ArgumentParser
+import Crypto
+import Foundation
+import MyIMAuth
+import MyIMBench
+import MyIMOps
+import MyIMSecureChannel
+import MyIMTopology
+
+/// MyIM's servers as separate processes, for the benchmarks that must read the servers' CPU apart
+/// from the generator's: a topology in a temporary directory (one domain, a center and two
+/// endpoints, a login center, every port free, links as `links` says), `keys init`, then
+/// redis-server and each role started by this process as `myim <role>` — pinned with taskset to
+/// `cpus` when given — and waited for until every endpoint's link to the center is up.
+///
+/// The bench issues its clients' tokens itself with the topology's token-signing key, as the
+/// login center would after a login: the benchmarks measure the servers a client talks to once
+/// it has a token.
+final class BenchServers: Sendable {
+    static let domain = BenchMessages.domain
+    static let endpointNames = ["bench-ep1", "bench-ep2"]
+
+    /// A process the bench started, by role name.
+    struct Server: Sendable {
+        var name: String
+        var pid: Int32
+    }
+
+    let directory: URL
+    let servers: [Server]
+    /// The endpoints' client ports and identity fingerprints, in ``endpointNames`` order.
+    let endpointPorts: [Int]
+    let fingerprints: [KeyFingerprint]
+    let issuer: TokenIssuer
+    let cpus: String?
+    private let supervisor: Supervisor
+    private let redisURL: String
+
+    private init(
+        directory: URL, servers: [Server], endpointPorts: [Int], fingerprints: [KeyFingerprint], issuer: TokenIssuer, cpus: String?,
+        supervisor: Supervisor, redisURL: String
+    ) {
+        self.directory = directory
+        self.servers = servers
+        self.endpointPorts = endpointPorts
+        self.fingerprints = fingerprints
+        self.issuer = issuer
+        self.cpus = cpus
+        self.supervisor = supervisor
+        self.redisURL = redisURL
+    }
+
+    /// The endpoints' processes, in ``endpointNames`` order.
+    var endpointPIDs: [Int32] { Self.endpointNames.compactMap { name in servers.first { $0.name == name }?.pid } }
+
+    /// Starts everything, or stops what it started and throws. `maxConnectionsPerSource` lifts the
+    /// endpoints' per-address limit, since every bench client comes from 127.0.0.1.
+    static func start(links: String, cpus: String?, maxConnectionsPerSource: Int, logLevel: String = "warning") async throws -> BenchServers {
+        guard links == "tls" || links == "plain" else { throw ValidationError("links must be tls or plain") }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-bench-servers-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let supervisor = Supervisor()
+        var servers: [Server] = []
+        var redisURL = ""
+        do {
+            let ports = try await distinctFreePorts(9)
+            redisURL = "redis://127.0.0.1:\(ports[0])/0"
+            let topologyPath = directory.appendingPathComponent("topology.yaml").path
+            try topologyText(ports: ports, links: links, logLevel: logLevel).write(toFile: topologyPath, atomically: true, encoding: .utf8)
+            let topology = try Topology.load(path: topologyPath)
+            _ = try ClusterKeys.initialize(for: topology)
+            let keys = ClusterKeys(topology: topology)
+
+            // taskset execs the program, so the pid it gets is the server's own.
+            let pin: [String]
+            if let cpus {
+                guard let taskset = MosquittoServer.locateTaskset() else { throw ValidationError("--server-cpus needs taskset (util-linux)") }
+                pin = [taskset, "-c", cpus]
+            } else {
+                pin = []
+            }
+            func launch(_ name: String, _ command: [String]) throws {
+                let full = pin + command
+                let pid = try supervisor.start(name: name, executable: full[0], arguments: Array(full.dropFirst()), quiet: true)
+                servers.append(Server(name: name, pid: pid))
+            }
+            guard let redis = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: FileManager.default.isExecutableFile) else {
+                throw ValidationError("redis-server is not installed: `apt-get install -y redis-server` (make deps does it)")
+            }
+            let redisLog = directory.appendingPathComponent("redis.log").path
+            try launch("redis", [redis, "--port", String(ports[0]), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", redisLog])
+            try await ClusterCommand.Up.waitFor("redis", timeout: 10) { try await ClusterCommand.Up.redisAnswers(redisURL) }
+            let binary = ClusterCommand.Up.ownExecutable()
+            try launch("login", [binary, "login-center", "--topology", topologyPath])
+            try launch("bench-center", [binary, "center", "--topology", topologyPath, "--node", "bench-center"])
+            // The endpoints dial the center at once: let it listen first.
+            try await ClusterCommand.Up.waitFor("bench-center", timeout: 30) {
+                guard supervisor.allRunning else { throw ValidationError("a server exited while starting; see its lines above") }
+                return await OpsProbe.accepts(host: "127.0.0.1", port: ports[2])
+            }
+            for name in endpointNames {
+                try launch(name, [binary, "endpoint", "--topology", topologyPath, "--node", name,
+                                  "--max-connections-per-source", String(maxConnectionsPerSource)])
+            }
+            // Ready when each endpoint says so on /health: listening, and linked to the center.
+            for (name, metricsPort) in zip(endpointNames, [ports[7], ports[8]]) {
+                try await ClusterCommand.Up.waitFor(name, timeout: 30) {
+                    guard supervisor.allRunning else { throw ValidationError("a server exited while starting; see its lines above") }
+                    return (try? await OpsProbe.get(host: "127.0.0.1", port: metricsPort, path: "/health"))?.status == 200
+                }
+            }
+            let fingerprints = try endpointNames.map { try keys.identityPublicKey(for: $0).fingerprint }
+            let issuer = await TokenIssuer(signingKey: try keys.tokenSigningKey(), issuer: "myim:bench")
+            return BenchServers(
+                directory: directory, servers: servers, endpointPorts: [ports[3], ports[4]], fingerprints: fingerprints, issuer: issuer,
+                cpus: cpus, supervisor: supervisor, redisURL: redisURL)
+        } catch {
+            await ClusterCommand.Up.stop(supervisor, redis: redisURL.isEmpty ? nil : redisURL)
+            try? FileManager.default.removeItem(at: directory)
+            throw error
+        }
+    }
+
+    /// A fresh token for `user`, as the login center would issue it.
+    func token(for user: String, userID: Int64) async throws -> String {
+        try await issuer.issue(address: user, userID: userID, sessionID: UUID().uuidString, device: "sha256:bench", now: Date()).token
+    }
+
+    /// Meters for every server process, started now.
+    func meters() -> [(name: String, meter: CPUMeter)] {
+        servers.map { ($0.name, CPUMeter(pid: $0.pid)) }
+    }
+
+    /// Whether every server is still running.
+    var allRunning: Bool { supervisor.allRunning }
+
+    /// Stops the roles (SIGTERM: each drains), then Redis, and removes the directory.
+    func stop() async {
+        await ClusterCommand.Up.stop(supervisor, redis: redisURL)
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private static func topologyText(ports: [Int], links: String, logLevel: String) -> String {
+        """
+        # Written by myim bench: removed when the bench ends.
+        cluster: bench
+        redis: redis://127.0.0.1:\(ports[0])/0
+        links: \(links)
+        paths:
+          data: data
+          keys: keys
+        logLevel: \(logLevel)
+        loginCenter:
+          name: login
+          listen: 127.0.0.1:\(ports[1])
+          directory: 127.0.0.1:\(ports[5])
+          identity: ed25519
+        domains:
+          - name: \(domain)
+            center:
+              name: bench-center
+              listen: 127.0.0.1:\(ports[2])
+              identity: ed25519
+              metrics: 127.0.0.1:\(ports[6])
+            endpoints:
+              - name: bench-ep1
+                listen: 127.0.0.1:\(ports[3])
+                metrics: 127.0.0.1:\(ports[7])
+              - name: bench-ep2
+                listen: 127.0.0.1:\(ports[4])
+                metrics: 127.0.0.1:\(ports[8])
+
+        """
+    }
+
+    /// `count` different ports of 127.0.0.1 that were free a moment ago.
+    private static func distinctFreePorts(_ count: Int) async throws -> [Int] {
+        var ports: [Int] = []
+        while ports.count < count {
+            let port = try await freeLocalPort()
+            if !ports.contains(port) { ports.append(port) }
+        }
+        return ports
+    }
+}
