@@ -117,14 +117,18 @@ public actor Center {
     /// applied before the new session's backlog is read), different users' at the same time,
     /// so that one user's SQLite write does not hold up the others (concurrent sends then
     /// share a commit). Link messages are handled as they come.
+    ///
+    /// A lane has a task only while it has packets: an idle session costs a queue entry here,
+    /// not a suspended task.
     private nonisolated func serveLanes(
         _ packets: inout NIOAsyncChannelInboundStream<Packet>.AsyncIterator, from node: String, sessions known: [SessionInfo]
     ) async throws {
         try await withThrowingDiscardingTaskGroup { group in
-            var lanes: [String: (continuation: AsyncStream<Packet>.Continuation, sessions: Int)] = [:]
+            var lanes: [String: (lane: Lane, sessions: Int)] = [:]
+            /// Users whose last session closed while their lane was still busy: dropped once idle.
+            var retiring: Set<String> = []
             var userOfSession = Dictionary(known.map { ($0.session, $0.user) }, uniquingKeysWith: { first, _ in first })
-            for info in known { lanes[info.user, default: (Self.lane(node: node, group: &group, center: self), 0)].sessions += 1 }
-            defer { for lane in lanes.values { lane.continuation.finish() } }
+            for info in known { lanes[info.user, default: (Lane(), 0)].sessions += 1 }
             while let packet = try await packets.next() {
                 let user: String
                 switch LinkMessageType(rawValue: packet.type) {
@@ -135,7 +139,8 @@ public actor Center {
                     }
                     user = info.user
                     if userOfSession.updateValue(user, forKey: info.session) == nil {
-                        lanes[user, default: (Self.lane(node: node, group: &group, center: self), 0)].sessions += 1
+                        lanes[user, default: (Lane(), 0)].sessions += 1
+                        retiring.remove(user)
                     }
                 case .fromClient, .sessionClose:
                     guard case .string(let session)? = packet.body["session"], let owner = userOfSession[session] else {
@@ -148,32 +153,56 @@ public actor Center {
                     await handle(packet, from: node)
                     continue
                 }
-                guard let lane = lanes[user] else { continue }
+                guard let lane = lanes[user]?.lane else { continue }
                 while queued.withLock({ $0 }) >= Self.laneLimit { try await Task.sleep(for: .milliseconds(1)) }
                 queued.withLock { $0 += 1 }
-                lane.continuation.yield(packet)
-                if packet.type == LinkMessageType.sessionClose.rawValue {
-                    if lane.sessions <= 1 {
-                        lane.continuation.finish()
-                        lanes[user] = nil
-                    } else {
-                        lanes[user]?.sessions -= 1
+                if lane.push(packet) {
+                    group.addTask {
+                        while let next = lane.next() {
+                            await self.handle(next, from: node)
+                            self.queued.withLock { $0 -= 1 }
+                        }
+                    }
+                }
+                if packet.type == LinkMessageType.sessionClose.rawValue, let remaining = lanes[user]?.sessions {
+                    lanes[user]?.sessions = remaining - 1
+                    if remaining <= 1 { retiring.insert(user) }
+                    // A lane still busy keeps its place, so that a new session of the user
+                    // queues behind what is left of the old one.
+                    for idle in retiring where lanes[idle]?.sessions == 0 && lanes[idle]?.lane.isIdle == true {
+                        lanes[idle] = nil
+                        retiring.remove(idle)
                     }
                 }
             }
         }
     }
 
-    /// A new lane: a task of `group` that handles what is yielded to it, in order.
-    private static func lane(node: String, group: inout ThrowingDiscardingTaskGroup<any Error>, center: Center) -> AsyncStream<Packet>.Continuation {
-        let (stream, continuation) = AsyncStream<Packet>.makeStream()
-        group.addTask {
-            for await packet in stream {
-                await center.handle(packet, from: node)
-                center.queued.withLock { $0 -= 1 }
+    /// One user's link packets waiting to be handled, in order. ``push(_:)`` says when a task
+    /// must be started for them; that task takes packets with ``next()`` until none is left.
+    private final class Lane: Sendable {
+        private let state = Mutex<(packets: CircularBuffer<Packet>, running: Bool)>((CircularBuffer(initialCapacity: 4), false))
+
+        /// Queues `packet`; `true` when no task is handling this lane and one must be started.
+        func push(_ packet: Packet) -> Bool {
+            state.withLock { state in
+                state.packets.append(packet)
+                guard !state.running else { return false }
+                state.running = true
+                return true
             }
         }
-        return continuation
+
+        /// The next packet, or nil when there is none (the lane's task then ends).
+        func next() -> Packet? {
+            state.withLock { state in
+                if let packet = state.packets.popFirst() { return packet }
+                state.running = false
+                return nil
+            }
+        }
+
+        var isIdle: Bool { state.withLock { !$0.running && $0.packets.isEmpty } }
     }
 
     private func register(node: String, writer: NIOAsyncChannelOutboundWriter<Packet>) -> Int {

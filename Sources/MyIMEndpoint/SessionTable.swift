@@ -41,6 +41,9 @@ actor SessionTable {
     private var shutdown: (packet: Packet, reason: String)?
     /// Per session: QoS 1 chats relayed to the center that have had neither 8 nor 20 back.
     private var unanswered: [String: Int] = [:]
+    /// The sessions in state `.pending`, so that a new connection's `SessionOpen` does not
+    /// scan every session held.
+    private var pending: Set<String> = []
 
     init(node: String, clock: @escaping @Sendable () -> Int64) {
         self.node = node
@@ -57,6 +60,7 @@ actor SessionTable {
         counter += 1
         let info = SessionInfo(session: "\(node):\(counter)", user: user, login: login, device: device, since: clock(), userID: userID)
         entries[info.session] = Entry(info: info, state: .pending(sentOn: nil, waiter: nil), outbox: outbox, abort: abort)
+        pending.insert(info.session)
         if let shutdown { close(info.session, with: shutdown.packet, reason: shutdown.reason) }
         return info
     }
@@ -76,6 +80,7 @@ actor SessionTable {
         if case .closing = entry.state { return }
         if case .pending(_, let waiter) = entry.state { waiter?.resume(returning: false) }
         entries[session]?.state = .closing
+        pending.remove(session)
         enqueue(.packet(packet), for: session)
         enqueue(.close(reason: reason), for: session)
     }
@@ -103,6 +108,7 @@ actor SessionTable {
         guard case .pending(_, let waiter) = entry.state else { return true }
         let authOK = AuthOK(username: entry.info.user, sessionID: entry.info.login, serverTime: clock(), node: node)
         entries[session]?.state = .bound
+        pending.remove(session)
         enqueue(.packet(authOK.packet), for: session)
         enqueue(.packet(Packet(type: MessageType.initialState.rawValue, body: initial)), for: session)
         waiter?.resume(returning: true)
@@ -114,6 +120,7 @@ actor SessionTable {
     func expire(_ session: String, error: EndpointError) {
         guard let entry = entries[session], case .pending(_, let waiter) = entry.state else { return }
         entries[session]?.state = .closing
+        pending.remove(session)
         enqueue(.packet(error.packet), for: session)
         enqueue(.close(reason: "the center did not bind the session"), for: session)
         waiter?.resume(returning: false)
@@ -123,6 +130,7 @@ actor SessionTable {
     @discardableResult
     func remove(_ session: String) -> SessionInfo? {
         unanswered[session] = nil
+        pending.remove(session)
         guard let entry = entries.removeValue(forKey: session) else { return nil }
         if case .pending(_, let waiter) = entry.state { waiter?.resume(returning: false) }
         entry.outbox.finish()
@@ -157,6 +165,7 @@ actor SessionTable {
         if case .closing = entry.state { return true }
         if case .pending(_, let waiter) = entry.state { waiter?.resume(returning: false) }
         entries[session]?.state = .closing
+        pending.remove(session)
         enqueue(.packet(Kicked().packet), for: session)
         enqueue(.close(reason: "kicked: \(reason)"), for: session)
         return true
@@ -204,8 +213,8 @@ actor SessionTable {
     /// marked sent, so that concurrent callers never send one twice on the same link.
     func claimOpens(generation: Int) -> [SessionInfo] {
         var claimed: [SessionInfo] = []
-        for (session, entry) in entries {
-            guard case .pending(let sentOn, let waiter) = entry.state, sentOn != generation else { continue }
+        for session in pending {
+            guard let entry = entries[session], case .pending(let sentOn, let waiter) = entry.state, sentOn != generation else { continue }
             entries[session]?.state = .pending(sentOn: generation, waiter: waiter)
             claimed.append(entry.info)
         }
