@@ -274,8 +274,10 @@ public actor Center {
         sessions[info.session] = Session(info: info, endpoint: endpoint, link: links[endpoint]?.id)
         sessionByUser[info.user] = info.session
         if info.userID != 0 { userIDs[info.user] = info.userID }
+        // Not waited for: last-seen times are written in batches. The user id is in
+        // `userIDs` already, so nothing here depends on the row being written.
+        await store.recordLastSeen(user: info.user, userID: info.userID, now: now, failed: lastSeenFailed(user: info.user))
         do {
-            try await store.touch(user: info.user, userID: info.userID, now: now)
             let entry = PresenceEntry(user: info.user, endpoint: endpoint, session: info.session, device: info.device, since: info.since)
             if let previous = try await configuration.presence.setOnline(entry, ttlSeconds: configuration.presenceTTL),
                previous.session != info.session, sessions[previous.session] == nil
@@ -284,13 +286,16 @@ public actor Center {
                 await send(KickSession(session: previous.session, reason: "a newer login took over").packet, toEndpoint: previous.endpoint)
             }
         } catch {
-            logger.error("presence or store failed at session open", metadata: ["user": "\(info.user)", "error": "\(error)"])
+            logger.error("presence failed at session open", metadata: ["user": "\(info.user)", "error": "\(error)"])
             Counter(label: "myim_redis_errors_total", dimensions: [("role", "center")]).increment()
         }
         do {
-            let friends = try await store.friends(of: info.user)
-            let unread = try await store.pending(for: info.user, limit: configuration.initialBatch)
-            let groups = try await groupsAtOpen(of: info.user)
+            let opening = try await store.opening(of: info.user, limit: configuration.initialBatch)
+            let friends = opening.friends
+            let unread = opening.unread
+            let groups = opening.groups.map { group, membership in
+                (entry: GroupEntry(groupName: group.name, groupID: group.id), after: membership.deliveredSeq)
+            }
             let initial = InitialState(
                 friends: friends.map { FriendEntry(username: $0.username, userID: $0.userID) }, groups: groups.map(\.entry), messages: unread)
             guard sessions[info.session] != nil else { return }
@@ -299,7 +304,7 @@ public actor Center {
                 info.session, after: rebinding ? 0 : unread.last?.serverMessageID ?? 0,
                 continuing: rebinding || unread.count == configuration.initialBatch,
                 groups: Dictionary(groups.map { ($0.entry.groupID, $0.after) }, uniquingKeysWith: { first, _ in first }))
-            await notifyFriends(of: info.user, online: true, status: .online)
+            await notifyFriends(of: info.user, online: true, status: .online, friends: friends)
             logger.info("session open", metadata: ["user": "\(info.user)", "session": "\(info.session)", "endpoint": "\(endpoint)"])
         } catch {
             logger.error("session open failed", metadata: ["user": "\(info.user)", "error": "\(error)"])
@@ -358,11 +363,11 @@ public actor Center {
         let now = configuration.clock()
         do {
             _ = try await configuration.presence.setOffline(user: user, session: sessionID)
-            try await store.touch(user: user, userID: session.info.userID, now: now)
         } catch {
-            logger.error("presence or store failed at session close", metadata: ["user": "\(user)", "error": "\(error)"])
+            logger.error("presence failed at session close", metadata: ["user": "\(user)", "error": "\(error)"])
             Counter(label: "myim_redis_errors_total", dimensions: [("role", "center")]).increment()
         }
+        await store.recordLastSeen(user: user, userID: session.info.userID, now: now, failed: lastSeenFailed(user: user))
         if sessionByUser[user] == nil { await notifyFriends(of: user, online: false, status: nil) }
         logger.info("session closed", metadata: ["user": "\(user)", "session": "\(sessionID)", "reason": "\(reason)"])
     }
@@ -400,8 +405,21 @@ public actor Center {
         return true
     }
 
-    private func notifyFriends(of user: String, online: Bool, status: PresenceStatus?) async {
-        guard let friends = try? await store.friends(of: user) else { return }
+    /// What a failed last-seen write does: it is logged, and the time is lost.
+    private nonisolated func lastSeenFailed(user: String) -> @Sendable (any Error) -> Void {
+        let logger = logger
+        return { error in logger.error("last-seen time not written", metadata: ["user": "\(user)", "error": "\(error)"]) }
+    }
+
+    /// Tells `user`'s online friends that it came or went; `friends` when the caller has them.
+    private func notifyFriends(of user: String, online: Bool, status: PresenceStatus?, friends known: [FriendEntry]? = nil) async {
+        let friends: [FriendEntry]
+        if let known {
+            friends = known
+        } else {
+            guard let read = try? await store.friends(of: user) else { return }
+            friends = read
+        }
         let notice = FriendPresenceNotice(username: user, online: online, status: status, time: configuration.clock()).packet
         var byEndpoint: [String: [String]] = [:]
         for friend in friends {

@@ -133,16 +133,15 @@ extension CenterStore {
 
     /// The groups `user` is a member of, with the user's membership, by group id.
     public func groups(of user: String) async throws -> [(group: StoredGroup, membership: StoredMember)] {
-        try await pool.read { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT g.id, g.name, g.owner, g.created, g.max_seq, g.member_version, m.member, m.role, m.joined_seq, m.delivered_seq, m.joined
-                    FROM group_member m JOIN group_chat g ON g.id = m.group_id WHERE m.member = ? ORDER BY g.id
-                    """,
-                arguments: [user]
-            ).map { row in (Self.group(row), Self.member(row)) }
-        }
+        try await pool.read { db in try Self.groups(db, of: user) }
+    }
+
+    static func groups(_ db: Database, of user: String) throws -> [(group: StoredGroup, membership: StoredMember)] {
+        let statement = try db.cachedStatement(sql: """
+            SELECT g.id, g.name, g.owner, g.created, g.max_seq, g.member_version, m.member, m.role, m.joined_seq, m.delivered_seq, m.joined
+            FROM group_member m JOIN group_chat g ON g.id = m.group_id WHERE m.member = ? ORDER BY g.id
+            """)
+        return try Row.fetchAll(statement, arguments: [user]).map { row in (Self.group(row), Self.member(row)) }
     }
 
     /// Adds `member` at the group's current sequence (nothing sent before is theirs).

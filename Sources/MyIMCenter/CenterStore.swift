@@ -12,6 +12,13 @@ public struct StoredMessage: Sendable, Hashable {
     public var delivery: ChatDelivery
 }
 
+/// What a session needs when it opens (``CenterStore/opening(of:limit:)``).
+public struct SessionOpening: Sendable {
+    public var friends: [FriendEntry]
+    public var unread: [ChatDelivery]
+    public var groups: [(group: StoredGroup, membership: StoredMember)]
+}
+
 /// What a QoS-1 send did: stored now, or found as a retry of an earlier send.
 public enum AcceptOutcome: Sendable, Hashable {
     case stored(serverMessageID: Int64, time: Int64)
@@ -28,10 +35,13 @@ public final class CenterStore: Sendable {
     private let batcher: AcceptBatcher
     /// The block of ids QoS 0 messages are numbered from: `next..<end`.
     private let idBlock = Mutex<(next: Int64, end: Int64)>((0, 0))
+    /// Last-seen times waiting to be written together.
+    private let lastSeen: LastSeenWriter
 
     public init(path: String) throws {
         pool = try SQLiteFile.openPool(path: path, migrator: Self.migrator)
         batcher = AcceptBatcher(pool: pool)
+        lastSeen = LastSeenWriter(pool: pool)
     }
 
     static var migrator: DatabaseMigrator {
@@ -81,14 +91,26 @@ public final class CenterStore: Sendable {
 
     /// Records a user seen at login (address and user id from the token) and its last seen time.
     public func touch(user: String, userID: Int64, now: Int64) async throws {
-        try await pool.write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO user (address, user_id, last_seen) VALUES (?, ?, ?)
-                    ON CONFLICT(address) DO UPDATE SET user_id = excluded.user_id, last_seen = excluded.last_seen
-                    """,
-                arguments: [user, userID, now])
-        }
+        try await pool.write { db in try Self.touch(db, user: user, userID: userID, now: now) }
+    }
+
+    static func touch(_ db: Database, user: String, userID: Int64, now: Int64) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO user (address, user_id, last_seen) VALUES (?, ?, ?)
+            ON CONFLICT(address) DO UPDATE SET user_id = excluded.user_id, last_seen = excluded.last_seen
+            """).execute(arguments: [user, userID, now])
+    }
+
+    /// Records when a user was last seen without waiting for the write: the times of users
+    /// who leave together are written together, in one transaction. A failure is reported
+    /// to `failed`; the time is lost then, nothing else.
+    public func recordLastSeen(user: String, userID: Int64, now: Int64, failed: @escaping @Sendable (any Error) -> Void) async {
+        await lastSeen.record(user: user, userID: userID, now: now, failed: failed)
+    }
+
+    /// Waits until every last-seen time recorded so far is written.
+    public func lastSeenWritten() async {
+        await lastSeen.written()
     }
 
     /// Records a user the directory knows, without a last-seen time (never signed in here).
@@ -101,7 +123,9 @@ public final class CenterStore: Sendable {
     }
 
     public func userID(of user: String) async throws -> Int64? {
-        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT user_id FROM user WHERE address = ?", arguments: [user]) }
+        try await pool.read { db in
+            try Int64.fetchOne(db.cachedStatement(sql: "SELECT user_id FROM user WHERE address = ?"), arguments: [user])
+        }
     }
 
     public func profile(of user: String) async throws -> (userID: Int64, signature: String, lastSeen: Int64?)? {
@@ -132,16 +156,27 @@ public final class CenterStore: Sendable {
 
     /// A user's friends with their user ids (0 if never seen) and signatures, by address.
     public func friends(of user: String) async throws -> [FriendEntry] {
+        try await pool.read { db in try Self.friends(db, of: user) }
+    }
+
+    static func friends(_ db: Database, of user: String) throws -> [FriendEntry] {
+        let statement = try db.cachedStatement(sql: """
+            SELECT f.friend, COALESCE(u.user_id, 0) AS user_id, COALESCE(u.signature, '') AS signature
+            FROM friendship f LEFT JOIN user u ON u.address = f.friend
+            WHERE f.user = ? ORDER BY f.friend
+            """)
+        return try Row.fetchAll(statement, arguments: [user]).map {
+            FriendEntry(username: $0["friend"], userID: $0["user_id"], signature: $0["signature"])
+        }
+    }
+
+    /// What a session needs when it opens, read in one go: the user's friends, its first
+    /// `limit` unacknowledged messages and its groups with its cursor in each.
+    public func opening(of user: String, limit: Int) async throws -> SessionOpening {
         try await pool.read { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT f.friend, COALESCE(u.user_id, 0) AS user_id, COALESCE(u.signature, '') AS signature
-                    FROM friendship f LEFT JOIN user u ON u.address = f.friend
-                    WHERE f.user = ? ORDER BY f.friend
-                    """,
-                arguments: [user]
-            ).map { FriendEntry(username: $0["friend"], userID: $0["user_id"], signature: $0["signature"]) }
+            SessionOpening(
+                friends: try Self.friends(db, of: user), unread: try Self.pending(db, for: user, after: 0, limit: limit),
+                groups: try Self.groups(db, of: user))
         }
     }
 
@@ -170,7 +205,7 @@ public final class CenterStore: Sendable {
     /// One accept, inside a write transaction.
     static func accept(_ request: AcceptRequest, in db: Database) throws -> AcceptOutcome {
         if let row = try Row.fetchOne(
-            db, sql: "SELECT server_msg_id, time FROM sent WHERE sender = ? AND client_msg_id = ?",
+            db.cachedStatement(sql: "SELECT server_msg_id, time FROM sent WHERE sender = ? AND client_msg_id = ?"),
             arguments: [request.sender, request.clientMessageID])
         {
             return .duplicate(serverMessageID: row["server_msg_id"], time: row["time"])
@@ -178,12 +213,10 @@ public final class CenterStore: Sendable {
         let id = try Self.nextMessageID(db)
         var encoded = ByteBuffer()
         encoded.writeWireDict(request.makeDelivery(id, request.now).body)
-        try db.execute(
-            sql: "INSERT INTO offline_message (id, recipient, time, delivery) VALUES (?, ?, ?, ?)",
-            arguments: [id, request.recipient, request.now, Data(encoded.readableBytesView)])
-        try db.execute(
-            sql: "INSERT INTO sent (sender, client_msg_id, server_msg_id, time) VALUES (?, ?, ?, ?)",
-            arguments: [request.sender, request.clientMessageID, id, request.now])
+        try db.cachedStatement(sql: "INSERT INTO offline_message (id, recipient, time, delivery) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [id, request.recipient, request.now, Data(encoded.readableBytesView)])
+        try db.cachedStatement(sql: "INSERT INTO sent (sender, client_msg_id, server_msg_id, time) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [request.sender, request.clientMessageID, id, request.now])
         return .stored(serverMessageID: id, time: request.now)
     }
 
@@ -216,21 +249,20 @@ public final class CenterStore: Sendable {
     /// Moves the message counter on by `count` and returns its new value: the last of the
     /// `count` ids reserved.
     static func nextMessageID(_ db: Database, count: Int64 = 1) throws -> Int64 {
-        try db.execute(
-            sql: "INSERT INTO counter (name, value) VALUES ('message', ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
-            arguments: [count, count])
-        return try Int64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'message'") ?? count
+        try db.cachedStatement(sql: "INSERT INTO counter (name, value) VALUES ('message', ?) ON CONFLICT(name) DO UPDATE SET value = value + ?")
+            .execute(arguments: [count, count])
+        return try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM counter WHERE name = 'message'")) ?? count
     }
 
     /// The recipient's unacknowledged messages after server id `after`, in ascending server
     /// order, at most `limit`.
     public func pending(for recipient: String, after: Int64 = 0, limit: Int) async throws -> [ChatDelivery] {
-        let rows = try await pool.read { db in
-            try Data.fetchAll(
-                db, sql: "SELECT delivery FROM offline_message WHERE recipient = ? AND id > ? ORDER BY id LIMIT ?",
-                arguments: [recipient, after, limit])
-        }
-        return try rows.map { data in
+        try await pool.read { db in try Self.pending(db, for: recipient, after: after, limit: limit) }
+    }
+
+    static func pending(_ db: Database, for recipient: String, after: Int64, limit: Int) throws -> [ChatDelivery] {
+        let statement = try db.cachedStatement(sql: "SELECT delivery FROM offline_message WHERE recipient = ? AND id > ? ORDER BY id LIMIT ?")
+        return try Data.fetchAll(statement, arguments: [recipient, after, limit]).map { data in
             try ChatDelivery(body: WireParser.parseBody(ByteBuffer(bytes: data)))
         }
     }
@@ -240,11 +272,14 @@ public final class CenterStore: Sendable {
     public func acknowledge(_ ids: [Int64], by recipient: String) async throws -> Int {
         guard !ids.isEmpty else { return 0 }
         return try await pool.write { db in
-            let marks = Array(repeating: "?", count: ids.count).joined(separator: ",")
-            var arguments: StatementArguments = [recipient]
-            arguments += StatementArguments(ids)
-            try db.execute(sql: "DELETE FROM offline_message WHERE recipient = ? AND id IN (\(marks))", arguments: arguments)
-            return db.changesCount
+            // One cached statement run per id: no statement to prepare for each batch size.
+            let statement = try db.cachedStatement(sql: "DELETE FROM offline_message WHERE recipient = ? AND id = ?")
+            var removed = 0
+            for id in Set(ids) {
+                try statement.execute(arguments: [recipient, id])
+                removed += db.changesCount
+            }
+            return removed
         }
     }
 

@@ -1,7 +1,15 @@
 import Foundation
 import MyIMCenter
 import MyIMWire
+import Synchronization
 import Testing
+
+/// Counts failures reported from another task.
+private final class FailureCount: Sendable {
+    private let value = Mutex(0)
+    var count: Int { value.withLock { $0 } }
+    func add() { value.withLock { $0 += 1 } }
+}
 
 /// The center's SQLite store on a real file.
 @Suite("Center store")
@@ -50,6 +58,52 @@ struct CenterStoreTests {
         #expect(Set(pending.map(\.clientMessageID)).count == 200)
         let transactions = await store.acceptTransactions
         #expect(transactions < 400, "400 concurrent accepts took \(transactions) transactions")
+    }
+
+    /// Last-seen times are written in batches, after the call returns: each user once, with
+    /// the time recorded last, and they survive a reopening of the file.
+    @Test func lastSeenTimesAreWrittenTogetherAndKept() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("center.sqlite").path
+        do {
+            let store = try CenterStore(path: path)
+            let failures = FailureCount()
+            for index in 0..<50 {
+                await store.recordLastSeen(user: "u\(index)@alpha.example", userID: Int64(index + 1), now: 1_000 + Int64(index)) { _ in failures.add() }
+            }
+            await store.recordLastSeen(user: "u7@alpha.example", userID: 8, now: 5_000) { _ in failures.add() }
+            await store.lastSeenWritten()
+            #expect(failures.count == 0)
+        }
+        let reopened = try CenterStore(path: path)
+        let seven = try #require(try await reopened.profile(of: "u7@alpha.example"))
+        #expect(seven.userID == 8 && seven.lastSeen == 5_000)
+        #expect(try await reopened.profile(of: "u49@alpha.example")?.lastSeen == 1_049)
+        #expect(try await reopened.userID(of: "u0@alpha.example") == 1)
+    }
+
+    /// A session's opening read: friends, unread messages in order (at most the limit) and groups.
+    @Test func anOpeningReadsFriendsUnreadAndGroupsAtOnce() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try CenterStore(path: directory.appendingPathComponent("center.sqlite").path)
+        let bob = "bob@alpha.example"
+        #expect(try await store.addFriendship(bob, "alice@alpha.example", now: 1))
+        #expect(try await store.addFriendship(bob, "carol@alpha.example", now: 1))
+        for index in 0..<3 {
+            _ = try await store.accept(sender: "alice@alpha.example", clientMessageID: "m\(index)", recipient: bob, now: 10) { id, time in
+                ChatDelivery(
+                    kind: .user, time: time, senderID: 1, senderName: "alice@alpha.example", targetID: 2, targetName: bob,
+                    content: .text("m\(index)"), serverMessageID: id, clientMessageID: "m\(index)", qos: .atLeastOnce)
+            }
+        }
+        let group = try await store.createGroup(name: "team", owner: "alice@alpha.example", members: [bob], now: 5)
+        let opening = try await store.opening(of: bob, limit: 2)
+        #expect(opening.friends.map(\.username) == ["alice@alpha.example", "carol@alpha.example"])
+        #expect(opening.unread.map(\.clientMessageID) == ["m0", "m1"])
+        #expect(opening.groups.map(\.group.id) == [group.id])
+        #expect(try await store.opening(of: "nobody@alpha.example", limit: 2).friends.isEmpty)
     }
 
     @Test func bestEffortIdsComeFromBlocksAndNeverCollideWithStoredOnes() async throws {
