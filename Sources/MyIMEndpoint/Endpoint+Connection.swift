@@ -91,32 +91,24 @@ extension Endpoint {
     private func serveSession(
         _ claims: TokenClaims, packets: inout Packets, outbound: Writer, channel: any Channel, logger: Logger
     ) async {
-        let (outbox, queue) = AsyncStream.makeStream(of: Outgoing.self, bufferingPolicy: .bufferingOldest(configuration.maxQueuedPackets))
+        let outbox = ClientOutbox(channel: channel)
         let info = await table.open(
-            user: claims.address, userID: claims.userID, login: claims.sessionID, device: claims.deviceHash, outbox: queue,
-            abort: { channel.close(promise: nil) })
+            user: claims.address, userID: claims.userID, login: claims.sessionID, device: claims.deviceHash, outbox: outbox)
         var logger = logger
         logger[metadataKey: "session"] = "\(info.session)"
         logger[metadataKey: "user"] = "\(info.user)"
         logger.debug("token verified; opening the session at the center")
         await link.sendPendingOpens()
 
-        let reason = await withTaskGroup(of: String?.self) { group in
-            // The only writer of this connection: every packet to the client goes through `queue`.
-            group.addTask { await Self.drain(outbox, to: outbound, channel: channel) }
-            guard await waitUntilBound(info.session) else {
-                logger.notice("the session was not bound (timeout, kick or shutdown); closing")
-                let closed = await group.next() ?? nil
-                return closed ?? "the center did not bind the session"
-            }
+        let ended: String
+        if await waitUntilBound(info.session) {
             logger.info("session open")
-            let ended = await relay(from: &packets, session: info.session, queue: queue, channel: channel)
-            queue.finish()
-            var closedByServer: String?
-            for await reason in group where reason != nil { closedByServer = reason }
-            return closedByServer ?? ended
+            ended = await relay(from: &packets, session: info.session, outbox: outbox)
+        } else {
+            logger.notice("the session was not bound (timeout, kick or shutdown); closing")
+            ended = "the center did not bind the session"
         }
-        await table.remove(info.session)
+        let reason = await table.remove(info.session)?.closeReason ?? ended
         try? await link.send(SessionClose(session: info.session, reason: reason))
         logger.info("session closed", metadata: ["reason": "\(reason)"])
     }
@@ -145,9 +137,9 @@ extension Endpoint {
     }
 
     /// Reads the client until it goes away; returns why it did.
-    private func relay(from packets: inout Packets, session: String, queue: AsyncStream<Outgoing>.Continuation, channel: any Channel) async -> String {
+    private func relay(from packets: inout Packets, session: String, outbox: ClientOutbox) async -> String {
         func reply(_ packet: Packet) {
-            if case .dropped = queue.yield(.packet(packet)) { channel.close(promise: nil) }
+            if !outbox.write(packet) { outbox.close() }
         }
         do {
             while let packet = try await packets.next() {
@@ -182,25 +174,5 @@ extension Endpoint {
         } catch {
             return "connection error: \(error)"
         }
-    }
-
-    /// Writes the session's queue to the client in order. Returns the reason when a queued close
-    /// ends the connection (kick, quit, refused session), `nil` when the queue or the connection ended.
-    private static func drain(_ outbox: AsyncStream<Outgoing>, to outbound: Writer, channel: any Channel) async -> String? {
-        for await item in outbox {
-            switch item {
-            case .packet(let packet):
-                EndpointMetrics.messageOut(packet)
-                do {
-                    try await outbound.write(packet)
-                } catch {
-                    return nil
-                }
-            case .close(let reason):
-                channel.close(promise: nil)
-                return reason
-            }
-        }
-        return nil
     }
 }

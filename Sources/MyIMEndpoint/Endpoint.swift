@@ -42,7 +42,8 @@ public final class Endpoint: Sendable {
     public func bind() async throws -> NIOAsyncChannel<SecureConnection, Never> {
         let channel = try await EndpointListener.bind(
             host: configuration.host, port: configuration.port, identity: configuration.identity, limits: configuration.limits,
-            handshakeTimeout: configuration.handshakeTimeout, idleTimeout: configuration.idleTimeout)
+            handshakeTimeout: configuration.handshakeTimeout, idleTimeout: configuration.idleTimeout,
+            maxUnreadBytes: configuration.maxUnreadBytes)
         listener.withLock { $0 = channel.channel }
         return channel
     }

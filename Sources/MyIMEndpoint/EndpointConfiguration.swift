@@ -57,8 +57,9 @@ public struct EndpointConfiguration: Sendable {
     /// Reconnect delays: from `first`, doubling, capped at `maximum`, with jitter.
     public var reconnectFirstDelay: Duration = .milliseconds(100)
     public var reconnectMaximumDelay: Duration = .seconds(5)
-    /// Packets queued for one client before it is considered too slow and closed.
-    public var maxQueuedPackets = 4096
+    /// Bytes written to one client and not yet taken by its socket before it is considered
+    /// too slow and closed.
+    public var maxUnreadBytes = 4 << 20
     public var limits: WireLimits = .default
     /// Milliseconds since 1970 (token checks, `server_time`, session `since`); injectable.
     public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }

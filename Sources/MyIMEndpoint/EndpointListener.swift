@@ -14,12 +14,18 @@ import NIOPosix
 enum EndpointListener {
     static func bind(
         host: String, port: Int, identity: ServerIdentityKey, limits: WireLimits, handshakeTimeout: TimeAmount,
-        idleTimeout: TimeAmount, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        idleTimeout: TimeAmount, maxUnreadBytes: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> NIOAsyncChannel<SecureConnection, Never> {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Past the high mark the channel is not writable and the session table closes the
+            // client as too slow (``ClientOutbox``).
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: maxUnreadBytes / 2, high: maxUnreadBytes))
+            // Client packets are small: an idle connection keeps a small receive buffer (it
+            // grows with what arrives).
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations

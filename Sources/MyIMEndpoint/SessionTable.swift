@@ -1,19 +1,40 @@
 import MyIMLink
 import MyIMWire
+import NIOCore
 
-/// What a connection's writer task is asked to do, in order.
+/// What the table does to a session's connection, in order.
 enum Outgoing: Sendable {
     /// Write this packet to the client.
     case packet(Packet)
-    /// Close the connection after everything queued before (19 or 44 written first).
+    /// Close the connection after everything written before (19 or 44 written first).
     case close(reason: String)
+}
+
+/// Where a session's packets go: straight to its connection. Packets written from one place
+/// (the table's actor, or the connection's own reader) reach the client in that order.
+struct ClientOutbox: Sendable {
+    let channel: any Channel
+
+    /// Writes and flushes `packet`; `false`, writing nothing, when the client has not read what
+    /// was sent to it before (more than the channel's high-water mark is waiting).
+    func write(_ packet: Packet) -> Bool {
+        guard channel.isWritable else { return false }
+        EndpointMetrics.messageOut(packet)
+        channel.writeAndFlush(packet, promise: nil)
+        return true
+    }
+
+    /// Closes the connection after the writes made before.
+    func close() {
+        channel.close(promise: nil)
+    }
 }
 
 /// The client sessions one endpoint holds, each with the queue its connection writes from.
 ///
-/// Every packet for a client — AuthOK and 10 on `SessionReady`, relayed `ToClient`s, local
-/// answers — goes through the session's queue, so one writer task per connection keeps them in
-/// the order they were decided. A session is *pending* from token auth until the center's
+/// Every packet the center sends a client — AuthOK and 10 on `SessionReady`, relayed
+/// `ToClient`s — is written to its connection from this actor, so in the order it was decided;
+/// a client too slow to read them (over the connection's high-water mark) is closed. A session is *pending* from token auth until the center's
 /// `SessionReady`, then *bound*, then *closing* once a kick or quit has been queued.
 actor SessionTable {
     private enum State {
@@ -27,9 +48,9 @@ actor SessionTable {
     private struct Entry {
         var info: SessionInfo
         var state: State
-        let outbox: AsyncStream<Outgoing>.Continuation
-        /// Closes the connection at once (a client too slow to drain its queue).
-        let abort: @Sendable () -> Void
+        let outbox: ClientOutbox
+        /// Why the table closed the connection (kick, quit, refused session), if it did.
+        var closeReason: String?
     }
 
     let node: String
@@ -53,13 +74,10 @@ actor SessionTable {
     // MARK: - Lifecycle
 
     /// Registers an authenticated client as a pending session and gives it its id, `<node>:<counter>`.
-    func open(
-        user: String, userID: Int64, login: String, device: String, outbox: AsyncStream<Outgoing>.Continuation,
-        abort: @escaping @Sendable () -> Void
-    ) -> SessionInfo {
+    func open(user: String, userID: Int64, login: String, device: String, outbox: ClientOutbox) -> SessionInfo {
         counter += 1
         let info = SessionInfo(session: "\(node):\(counter)", user: user, login: login, device: device, since: clock(), userID: userID)
-        entries[info.session] = Entry(info: info, state: .pending(sentOn: nil, waiter: nil), outbox: outbox, abort: abort)
+        entries[info.session] = Entry(info: info, state: .pending(sentOn: nil, waiter: nil), outbox: outbox)
         pending.insert(info.session)
         if let shutdown { close(info.session, with: shutdown.packet, reason: shutdown.reason) }
         return info
@@ -126,15 +144,15 @@ actor SessionTable {
         waiter?.resume(returning: false)
     }
 
-    /// Forgets a session whose connection ended; returns what it was, if it was held.
+    /// Forgets a session whose connection ended; returns what it was, if it was held, and why
+    /// the table closed it, if it did.
     @discardableResult
-    func remove(_ session: String) -> SessionInfo? {
+    func remove(_ session: String) -> (info: SessionInfo, closeReason: String?)? {
         unanswered[session] = nil
         pending.remove(session)
         guard let entry = entries.removeValue(forKey: session) else { return nil }
         if case .pending(_, let waiter) = entry.state { waiter?.resume(returning: false) }
-        entry.outbox.finish()
-        return entry.info
+        return (entry.info, entry.closeReason)
     }
 
     // MARK: - From the center
@@ -237,11 +255,18 @@ actor SessionTable {
 
     private func enqueue(_ item: Outgoing, for session: String) {
         guard let entry = entries[session] else { return }
-        if case .dropped = entry.outbox.yield(item) {
+        switch item {
+        case .packet(let packet):
+            guard !entry.outbox.write(packet) else { return }
             // The client reads slower than it is sent to: close it rather than buffer without
             // bound. Stored (QoS 1) messages come back at its next login.
             entries[session]?.state = .closing
-            entry.abort()
+            if entries[session]?.closeReason == nil { entries[session]?.closeReason = "the client did not read what it was sent" }
+            pending.remove(session)
+            entry.outbox.close()
+        case .close(let reason):
+            if entries[session]?.closeReason == nil { entries[session]?.closeReason = reason }
+            entry.outbox.close()
         }
     }
 }

@@ -157,6 +157,8 @@ actor EndpointTestClient {
     private var writer: NIOAsyncChannelOutboundWriter<Packet>?
     private var packets: [Packet] = []
     private(set) var closed = false
+    /// While set, nothing more is read: what the server sends piles up in the socket buffers.
+    private var paused = false
 
     private init(channel: any Channel) { self.channel = channel }
 
@@ -195,10 +197,16 @@ actor EndpointTestClient {
 
     func close() async { try? await channel.close() }
 
+    /// Stops reading, as a client that hangs would.
+    func pauseReading() { paused = true }
+
     private func pump(_ connection: NIOAsyncChannel<Packet, Packet>) async {
         try? await connection.executeThenClose { inbound, outbound in
             writer = outbound
-            for try await packet in inbound { packets.append(packet) }
+            for try await packet in inbound {
+                while paused, channel.isActive { try await Task.sleep(for: .milliseconds(10)) }
+                packets.append(packet)
+            }
         }
         closed = true
         writer = nil

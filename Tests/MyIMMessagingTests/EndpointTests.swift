@@ -184,6 +184,26 @@ import Testing
         }
     }
 
+    /// A client that stops reading is closed once more than `maxUnreadBytes` wait for it, and
+    /// the center is told why; the endpoint does not buffer without bound.
+    @Test func aClientThatStopsReadingIsClosedAsTooSlow() async throws {
+        try await EndpointHarness.with({ $0.maxUnreadBytes = 256 * 1024 }) { harness in
+            let (client, session) = try await harness.authenticated()
+            await client.pauseReading()
+            let delivery = ChatDelivery(
+                kind: .user, time: 1, senderID: 2, senderName: "bob@alpha.example", targetID: 7, targetName: "alice@alpha.example",
+                content: .text(String(repeating: "x", count: 16 * 1024)), serverMessageID: 1, clientMessageID: "c", qos: .bestEffort)
+            // Up to 32 MiB: far more than the socket buffers and the 256 KiB allowed unread.
+            for _ in 0..<2048 {
+                try await harness.center.send(ToClient(sessions: [session], payload: delivery.packet))
+                if await harness.endpoint.sessionCount == 0 { break }
+            }
+            let close = try SessionClose(packet: try #require(await harness.center.take(.sessionClose, timeout: .seconds(10))))
+            #expect(close == SessionClose(session: session, reason: "the client did not read what it was sent"))
+            #expect(await endpointEventually { await harness.endpoint.sessionCount == 0 })
+        }
+    }
+
     @Test func aSilentClientIsClosedAfterTheIdleTimeout() async throws {
         try await EndpointHarness.with({ $0.idleTimeout = .milliseconds(300) }) { harness in
             let (client, session) = try await harness.authenticated()
