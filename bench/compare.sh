@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# MyIM against mosquitto on this machine, in one run: `myim bench pairs` (release build) against
-# the reference broker and against MyIM, interleaved (mosquitto, MyIM, mosquitto, MyIM, ...), then
-# one table: each figure as median [min-max] over the runs, and the ratio MyIM / mosquitto.
+# MyIM against mosquitto on this machine, in one run (release build):
+#   1. `myim bench pairs` against the reference broker and against MyIM, interleaved
+#      (mosquitto, MyIM, mosquitto, MyIM, ...): closed loop and open loops;
+#   2. `myim bench idle`: memory per idle connection, interleaved the same way;
+#   3. scale: one open-loop phase while K idle connections are held, for each K;
+# then one table per part: each figure as median [min-max] over the runs, and the ratio
+# MyIM / mosquitto.
 #
 #   bench/compare.sh                      # or: make bench-compare
 #   RUNS=5 SECONDS_PER_PHASE=10 bench/compare.sh
 #
 # Settings (environment): RUNS (3), SECONDS_PER_PHASE (5), PAIRS (32), WINDOW (8), RATES
-# ("1000 10000": one open-loop phase per rate, the lower first so that it runs on an empty system), QOS (0: MyIM best effort, like MQTT QoS 0; 1:
-# stored and acked), DRAIN (3 s after each phase), SKIP_BUILD (1 to use the existing binary).
+# ("1000 10000": one open-loop phase per rate, the lower first so that it runs on an empty
+# system), QOS (0: MyIM best effort, like MQTT QoS 0; 1: stored and acked), DRAIN (3 s after
+# each phase), IDLE ("1000 5000": idle connections held after each step), SCALE ("1000 5000
+# 15000": idle connections held during the scale phase; empty skips the part), SCALE_RATE
+# (1000 msg/s), SKIP_BUILD (1 to use the existing binary).
 #
-# Pinning, when taskset is there and the machine has 2 cores or more: mosquitto on CPU 0, the
-# generator on CPU 1. MyIM's servers and the generator run in one process and cannot be pinned
-# apart: its runs get both CPUs, and its CPU figures are the whole process's.
+# MyIM's servers run as their own processes (redis-server, the login center, the center and
+# two endpoints, TLS links), started and stopped by `myim bench`. Pinning, when taskset is
+# there and the machine has 2 cores or more: the servers (mosquitto, or all of MyIM's) on
+# CPU 0, the generator on CPU 1.
 #
-# Bounded: every run is killed after RUN_LIMIT seconds (90); with the defaults the whole script
-# takes about two and a half minutes after the build. It starts and stops its own mosquitto (by
-# PID, inside `myim bench pairs`) and touches nothing else.
+# Bounded: every run is killed after RUN_LIMIT seconds (120); with the defaults the whole
+# script takes about eight minutes after the build. It starts and stops its own servers (by
+# PID, inside `myim bench`) and touches nothing else.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,7 +36,10 @@ WINDOW=${WINDOW:-8}
 RATES=${RATES:-"1000 10000"}
 QOS=${QOS:-0}
 DRAIN=${DRAIN:-3}
-RUN_LIMIT=${RUN_LIMIT:-90}
+RUN_LIMIT=${RUN_LIMIT:-120}
+IDLE=${IDLE:-"1000 5000"}
+SCALE=${SCALE-"1000 5000 15000"}
+SCALE_RATE=${SCALE_RATE:-1000}
 SWIFT=${SWIFT:-swift}
 BIN=.build/release/myim
 
@@ -55,7 +66,7 @@ pinning="none (taskset missing or fewer than 2 cores): servers and generator sha
 if command -v taskset >/dev/null 2>&1 && [ "$cores" -ge 2 ]; then
   server_pin=(--server-cpus 0)
   generator_pin=(taskset -c 1)
-  pinning="mosquitto on CPU 0, its generator on CPU 1; MyIM (servers + generator in one process) on CPUs 0-$((cores - 1)), not separable"
+  pinning="servers (mosquitto, or MyIM's processes and Redis) on CPU 0, the generator on CPU 1"
 fi
 
 rate_args=()
@@ -84,33 +95,39 @@ run_one() {
   fi
 }
 for run in $(seq 1 "$RUNS"); do
-  echo "run $run/$RUNS: mosquitto"
+  echo "pairs run $run/$RUNS: mosquitto"
   run_one "$out/mosquitto-$run.txt" "${generator_pin[@]}" "$BIN" "${common[@]}" --reference mosquitto "${server_pin[@]}"
-  echo "run $run/$RUNS: MyIM"
-  run_one "$out/myim-$run.txt" "$BIN" "${common[@]}" --qos "$QOS"
+  echo "pairs run $run/$RUNS: MyIM"
+  run_one "$out/myim-$run.txt" "${generator_pin[@]}" "$BIN" "${common[@]}" --qos "$QOS" "${server_pin[@]}"
+done
+idle_args=()
+for count in $IDLE; do idle_args+=(--connections "$count"); done
+for run in $(seq 1 "$RUNS"); do
+  echo "idle run $run/$RUNS: mosquitto"
+  run_one "$out/mosquitto-idle-$run.txt" "${generator_pin[@]}" "$BIN" bench idle --json "${idle_args[@]}" --reference mosquitto "${server_pin[@]}"
+  echo "idle run $run/$RUNS: MyIM"
+  run_one "$out/myim-idle-$run.txt" "${generator_pin[@]}" "$BIN" bench idle --json "${idle_args[@]}" "${server_pin[@]}"
+done
+for count in $SCALE; do
+  scale=(bench pairs --json --seconds "$SECONDS_PER_PHASE" --pairs "$PAIRS" --drain "$DRAIN" --phases open --rate "$SCALE_RATE" --idle "$count")
+  echo "scale, $count idle: mosquitto"
+  run_one "$out/mosquitto-scale-$count.txt" "${generator_pin[@]}" "$BIN" "${scale[@]}" --reference mosquitto "${server_pin[@]}"
+  echo "scale, $count idle: MyIM"
+  run_one "$out/myim-scale-$count.txt" "${generator_pin[@]}" "$BIN" "${scale[@]}" --qos "$QOS" "${server_pin[@]}"
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 echo
 
-python3 - "$out" "$RUNS" <<'PY'
+python3 - "$out" "$RUNS" "$SCALE" <<'PY'
 import json, os, statistics, sys
 
-directory, runs = sys.argv[1], int(sys.argv[2])
-phases = {}  # (system, phase key) -> list of run dicts
-order = []
-for system in ("mosquitto", "myim"):
-    for run in range(1, runs + 1):
-        path = os.path.join(directory, f"{system}-{run}.txt")
-        if not os.path.exists(path):
-            continue
-        for line in open(path, encoding="utf-8", errors="replace"):
-            if not line.startswith('{"bench":"pairs"'):
-                continue
-            row = json.loads(line)
-            key = "closed loop" if row["phase"] == "closed" else f"open loop {row['rate']:.0f}/s"
-            if key not in order:
-                order.append(key)
-            phases.setdefault((system, key), []).append(row)
+directory, runs, scales = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+
+def lines(name, bench):
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        return []
+    return [json.loads(line) for line in open(path, encoding="utf-8", errors="replace") if line.startswith('{"bench":"%s"' % bench)]
 
 def fmt(value):
     if value is None:
@@ -124,41 +141,98 @@ def fmt(value):
 def cell(values):
     if not values:
         return "-"
+    if len(values) == 1:
+        return fmt(values[0])
     return f"{fmt(statistics.median(values))} [{fmt(min(values))}-{fmt(max(values))}]"
 
-figures = [
+def table(groups, figures):
+    """groups: [(title, {system: [rows]})]; figures: [(name, getter, better)]."""
+    rows = [("figure", "mosquitto", "MyIM", "MyIM/mosq", "better")]
+    for title, by_system in groups:
+        rows.append((title, "", "", "", ""))
+        for name, get, better in figures:
+            a = [v for v in (get(r) for r in by_system.get("mosquitto", [])) if v is not None]
+            b = [v for v in (get(r) for r in by_system.get("myim", [])) if v is not None]
+            if not a and not b:
+                continue
+            ratio = "-"
+            if a and b and statistics.median(a) != 0:
+                ratio = f"{statistics.median(b) / statistics.median(a):.2f}"
+            rows.append(("  " + name, cell(a), cell(b), ratio, better))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for index, r in enumerate(rows):
+        print("  ".join(r[i].ljust(widths[i]) if i == 0 else r[i].rjust(widths[i]) for i in range(5)).rstrip())
+        if index == 0:
+            print("  ".join("-" * w for w in widths))
+    print()
+
+def phase_key(row):
+    return "closed loop" if row["phase"] == "closed" else f"open loop {row['rate']:.0f}/s"
+
+def process(name):
+    return lambda r: (r.get("server_processes_us_per_msg") or {}).get(name)
+
+pairs_figures = [
     ("delivered/s (in window)", lambda r: r["delivered_per_s"], "higher"),
     ("undelivered after drain", lambda r: r["sent"] - r["delivered"], "lower"),
     ("latency p50 ms", lambda r: r["p50_us"] / 1000, "lower"),
     ("latency p99 ms", lambda r: r["p99_us"] / 1000, "lower"),
     ("latency p99.9 ms", lambda r: r["p999_us"] / 1000, "lower"),
-    ("server CPU us/msg (*)", lambda r: r.get("server_cpu_us_per_msg"), "lower"),
-    ("server cores busy (*)", lambda r: r.get("server_cores"), "-"),
-    ("generator cores busy (mosquitto runs)", lambda r: None if r["server_cpu_is_whole_process"] else r.get("process_cores"), "-"),
+    ("server CPU us/msg (all server processes)", lambda r: r.get("server_cpu_us_per_msg"), "lower"),
+    ("  of which center", process("bench-center"), "-"),
+    ("  of which endpoint 1 (senders)", process("bench-ep1"), "-"),
+    ("  of which endpoint 2 (receivers)", process("bench-ep2"), "-"),
+    ("  of which redis", process("redis"), "-"),
+    ("server cores busy", lambda r: r.get("server_cores"), "-"),
+    ("generator cores busy", lambda r: r.get("process_cores"), "-"),
     ("all processes CPU us/msg", lambda r: r.get("total_cpu_us_per_msg"), "lower"),
     ("errors", lambda r: r["errors"], "lower"),
 ]
 
-rows = [("phase / figure", "mosquitto", "MyIM", "MyIM/mosq", "better")]
-for key in order:
-    rows.append((key, "", "", "", ""))
-    for name, get, better in figures:
-        a = [v for v in (get(r) for r in phases.get(("mosquitto", key), [])) if v is not None]
-        b = [v for v in (get(r) for r in phases.get(("myim", key), [])) if v is not None]
-        ratio = "-"
-        if a and b and statistics.median(a) != 0:
-            ratio = f"{statistics.median(b) / statistics.median(a):.2f}"
-        rows.append(("  " + name, cell(a), cell(b), ratio, better))
-
-widths = [max(len(r[i]) for r in rows) for i in range(5)]
-for index, r in enumerate(rows):
-    print("  ".join(r[i].ljust(widths[i]) if i == 0 else r[i].rjust(widths[i]) for i in range(5)).rstrip())
-    if index == 0:
-        print("  ".join("-" * w for w in widths))
+print("1. Pairs (1:1 messages)")
 print()
-print("median [min-max] over the runs; ratio of the medians, MyIM / mosquitto.")
-print("(*) mosquitto: the broker process alone (/proc/<pid>/stat). MyIM: the whole process -- center, both endpoints")
-print("    AND the generator, which share it and cannot be measured apart; 'all processes' adds mosquitto's generator.")
+order, grouped = [], {}
+for system in ("mosquitto", "myim"):
+    for run in range(1, runs + 1):
+        for row in lines(f"{system}-{run}.txt", "pairs"):
+            key = phase_key(row)
+            if key not in order:
+                order.append(key)
+            grouped.setdefault(key, {}).setdefault(system, []).append(row)
+table([(key, grouped[key]) for key in order], pairs_figures)
+
+print("2. Idle connections (memory after each step)")
+print()
+steps, grouped = [], {}
+for system in ("mosquitto", "myim"):
+    for run in range(1, runs + 1):
+        for row in lines(f"{system}-idle-{run}.txt", "idle"):
+            key = f"{row['connections']} idle connections"
+            if key not in steps:
+                steps.append(key)
+            grouped.setdefault(key, {}).setdefault(system, []).append(row)
+table([(key, grouped[key]) for key in steps], [
+    ("server RSS B per connection (all server processes)", lambda r: sum(r["rss_bytes_per_connection"].values()), "lower"),
+    ("  of which the endpoint holding them", lambda r: r["rss_bytes_per_connection"].get("bench-ep1"), "-"),
+    ("  of which the center", lambda r: r["rss_bytes_per_connection"].get("bench-center"), "-"),
+    ("  of which redis", lambda r: r["rss_bytes_per_connection"].get("redis"), "-"),
+    ("kernel slab B per connection (both ends)", lambda r: r.get("kernel_slab_bytes_per_connection"), "-"),
+    ("connections opened/s", lambda r: r["connects_per_s"], "higher"),
+])
+
+if scales:
+    print(f"3. Scale (one open-loop phase while idle connections are held; one run each)")
+    print()
+    groups = []
+    for count in scales:
+        by_system = {}
+        for system in ("mosquitto", "myim"):
+            by_system[system] = lines(f"{system}-scale-{count}.txt", "pairs")
+        groups.append((f"{count} idle, " + (phase_key(by_system["myim"][0]) if by_system["myim"] else "open loop"), by_system))
+    table(groups, [f for f in pairs_figures if not f[0].startswith("  of which")])
+
+print("median [min-max] over the runs; ratio of the medians, MyIM / mosquitto. Server CPU is read from")
+print("/proc/<pid>/stat for each server process (mosquitto; MyIM's center, endpoints, login center and Redis).")
 PY
 
 echo
