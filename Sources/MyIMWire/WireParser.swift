@@ -41,7 +41,7 @@ public struct WireParser {
                 }
                 if dict.count == 16 { seen = Set(dict.entries.map(\.key) + [key]) }
             }
-            let value = try readTypedValue(&buffer, depth: depth, path: path + [key])
+            let value = try readTypedValue(&buffer, depth: depth, path: path, label: .key(key))
             dict.appendUnchecked(key, value)
         }
         return dict
@@ -64,56 +64,72 @@ public struct WireParser {
         return key
     }
 
+    /// Where a value sits in its container. The full path (an array) is built only for an
+    /// error or a nested container, not for every value read.
+    private enum Label {
+        case key(String)
+        case index(Int)
+
+        func appended(to path: [String]) -> [String] {
+            switch self {
+            case .key(let key): path + [key]
+            case .index(let index): path + ["[\(index)]"]
+            }
+        }
+    }
+
     /// Reads `value-type u8 | value-len u32 | value` from `buffer`.
-    private mutating func readTypedValue(_ buffer: inout ByteBuffer, depth: Int, path: [String]) throws(WireError) -> WireValue {
+    private mutating func readTypedValue(_ buffer: inout ByteBuffer, depth: Int, path: [String], label: Label) throws(WireError) -> WireValue {
         guard let (typeByte, length) = buffer.readMultipleIntegers(as: (UInt8, UInt32).self) else {
-            throw .at(path, .truncated, "input ends inside a value header")
+            throw .at(label.appended(to: path), .truncated, "input ends inside a value header")
         }
         guard let kind = WireValue.Kind(rawValue: typeByte) else {
-            throw .at(path, .unknownValueType, "value type \(typeByte) is not one of 1...6")
+            throw .at(label.appended(to: path), .unknownValueType, "value type \(typeByte) is not one of 1...6")
         }
         guard let length = Int(exactly: length), length <= buffer.readableBytes else {
-            throw .at(path, .truncated, "a \(kind) value claims \(length) bytes but \(buffer.readableBytes) remain")
+            throw .at(label.appended(to: path), .truncated, "a \(kind) value claims \(length) bytes but \(buffer.readableBytes) remain")
         }
         valueCount += 1
         guard valueCount <= limits.maxValueCount else {
-            throw .at(path, .tooManyValues, "the body holds more than \(limits.maxValueCount) values")
+            throw .at(label.appended(to: path), .tooManyValues, "the body holds more than \(limits.maxValueCount) values")
         }
         var slice = buffer.readSlice(length: length)!
-        return try parseValue(kind, &slice, depth: depth, path: path)
+        return try parseValue(kind, &slice, depth: depth, path: path, label: label)
     }
 
-    private mutating func parseValue(_ kind: WireValue.Kind, _ slice: inout ByteBuffer, depth: Int, path: [String]) throws(WireError) -> WireValue {
+    private mutating func parseValue(
+        _ kind: WireValue.Kind, _ slice: inout ByteBuffer, depth: Int, path: [String], label: Label
+    ) throws(WireError) -> WireValue {
         let length = slice.readableBytes
         switch kind {
         case .int:
             guard length == 8, let int = slice.readInteger(endianness: .big, as: Int64.self) else {
-                throw .at(path, .badScalarLength, "an int is 8 bytes, found \(length)")
+                throw .at(label.appended(to: path), .badScalarLength, "an int is 8 bytes, found \(length)")
             }
             return .int(int)
         case .bool:
             guard length == 1, let byte = slice.readInteger(as: UInt8.self) else {
-                throw .at(path, .badScalarLength, "a bool is 1 byte, found \(length)")
+                throw .at(label.appended(to: path), .badScalarLength, "a bool is 1 byte, found \(length)")
             }
-            guard byte <= 1 else { throw .at(path, .badBoolValue, "a bool is 0 or 1, found \(byte)") }
+            guard byte <= 1 else { throw .at(label.appended(to: path), .badBoolValue, "a bool is 0 or 1, found \(byte)") }
             return .bool(byte == 1)
         case .string:
             guard length <= limits.maxStringLength else {
-                throw .at(path, .stringTooLong, "a string is \(length) bytes, more than \(limits.maxStringLength)")
+                throw .at(label.appended(to: path), .stringTooLong, "a string is \(length) bytes, more than \(limits.maxStringLength)")
             }
             guard let string = String(validating: slice.readableBytesView, as: UTF8.self) else {
-                throw .at(path, .invalidUTF8, "a string is not valid UTF-8")
+                throw .at(label.appended(to: path), .invalidUTF8, "a string is not valid UTF-8")
             }
             return .string(string)
         case .bytes:
             guard length <= limits.maxBytesLength else {
-                throw .at(path, .bytesTooLong, "a bytes value is \(length) bytes, more than \(limits.maxBytesLength)")
+                throw .at(label.appended(to: path), .bytesTooLong, "a bytes value is \(length) bytes, more than \(limits.maxBytesLength)")
             }
             return .bytes(Array(slice.readableBytesView))
         case .dict:
-            return .dict(try parseDict(&slice, depth: depth + 1, path: path))
+            return .dict(try parseDict(&slice, depth: depth + 1, path: label.appended(to: path)))
         case .list:
-            return .list(try parseList(&slice, depth: depth + 1, path: path))
+            return .list(try parseList(&slice, depth: depth + 1, path: label.appended(to: path)))
         }
     }
 
@@ -126,7 +142,7 @@ public struct WireParser {
             guard elements.count < limits.maxContainerCount else {
                 throw .at(path, .containerTooLong, "a list has more than \(limits.maxContainerCount) elements")
             }
-            elements.append(try readTypedValue(&buffer, depth: depth, path: path + ["[\(elements.count)]"]))
+            elements.append(try readTypedValue(&buffer, depth: depth, path: path, label: .index(elements.count)))
         }
         return elements
     }
