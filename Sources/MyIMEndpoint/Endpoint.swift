@@ -121,18 +121,26 @@ public final class Endpoint: Sendable {
     /// heartbeats keep failing for a whole TTL.
     private func heartbeat() async {
         while !Task.isCancelled {
+            // In slices spread over the interval: a large endpoint does not load Redis (and the
+            // host it shares) with every user at once. A user may be refreshed early in one
+            // round and late in the next: 2 intervals apart at most, within the TTL (3 at least).
             let users = await table.boundUsers()
-            do {
-                try await configuration.presence.heartbeat(
-                    endpoint: configuration.node, users: users, ttlSeconds: configuration.presenceTTL)
-            } catch {
-                logger.warning("presence heartbeat failed", metadata: ["users": "\(users.count)", "error": "\(error)"])
-                Counter(label: "myim_redis_errors_total", dimensions: [("role", "endpoint")]).increment()
+            let slices = stride(from: 0, to: max(users.count, 1), by: configuration.heartbeatSlice).map {
+                Array(users[$0..<min($0 + configuration.heartbeatSlice, users.count)])
             }
-            do {
-                try await Task.sleep(for: configuration.heartbeatInterval)
-            } catch {
-                return
+            let pause = configuration.heartbeatInterval / slices.count
+            for slice in slices {
+                do {
+                    try await configuration.presence.heartbeat(endpoint: configuration.node, users: slice, ttlSeconds: configuration.presenceTTL)
+                } catch {
+                    logger.warning("presence heartbeat failed", metadata: ["users": "\(slice.count)", "error": "\(error)"])
+                    Counter(label: "myim_redis_errors_total", dimensions: [("role", "endpoint")]).increment()
+                }
+                do {
+                    try await Task.sleep(for: pause)
+                } catch {
+                    return
+                }
             }
         }
     }

@@ -38,6 +38,8 @@ public struct EndpointConfiguration: Sendable {
     public var drainTimeout: Duration = .seconds(10)
     /// How often held users' presence TTLs are refreshed.
     public var heartbeatInterval: Duration = .seconds(10)
+    /// Users refreshed by one heartbeat call; a round of calls is spread over the interval.
+    public var heartbeatSlice = 1000
     /// The TTL each heartbeat sets, in seconds; a killed endpoint's users go offline after it.
     public var presenceTTL = 30
     /// Connections admitted from one source IP at a time; more are told 331 and closed.

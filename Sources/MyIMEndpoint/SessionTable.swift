@@ -246,9 +246,13 @@ actor SessionTable {
         }.sorted { $0.session < $1.session }
     }
 
-    /// The addresses of the bound sessions' users, each once: what a heartbeat refreshes.
+    /// The addresses of the bound sessions' users, each once, in no order: what a heartbeat refreshes.
     func boundUsers() -> [String] {
-        Set(boundSessions().map(\.user)).sorted()
+        var users = Set<String>(minimumCapacity: entries.count)
+        for entry in entries.values {
+            if case .bound = entry.state { users.insert(entry.info.user) }
+        }
+        return Array(users)
     }
 
     var count: Int { entries.count }

@@ -303,6 +303,32 @@ import Testing
         }
     }
 
+    /// With one user per heartbeat call, a round is spread over the interval, and every held
+    /// user is still refreshed each round.
+    @Test func heartbeatsInSlicesKeepEveryHeldUserOnline() async throws {
+        try await EndpointHarness.with({ $0.heartbeatSlice = 1 }) { harness in
+            let users = ["alice@alpha.example", "bob@alpha.example", "carol@alpha.example"]
+            var sessions: [String: String] = [:]
+            var clients: [EndpointTestClient] = []
+            for user in users {
+                let (client, session) = try await harness.authenticated(user)
+                clients.append(client)
+                sessions[user] = session
+            }
+            let clock = harness.presenceClock
+            for user in users {
+                let entry = PresenceEntry(user: user, endpoint: EndpointHarness.node, session: sessions[user]!, device: "d", since: clock.milliseconds)
+                _ = try await harness.presence.setOnline(entry, ttlSeconds: 1)
+            }
+            clock.advance(milliseconds: 500)
+            try await Task.sleep(for: .milliseconds(300))  // a few rounds of three 17 ms slices
+            clock.advance(milliseconds: 5_000)
+            let found = await harness.presence.lookup(users)
+            for user in users { #expect(found[user]?.session == sessions[user], "\(user)") }
+            for client in clients { await client.close() }
+        }
+    }
+
     @Test func usersNotHeldAreLeftToExpire() async throws {
         try await EndpointHarness.with { harness in
             let clock = harness.presenceClock
