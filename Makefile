@@ -63,8 +63,8 @@ bench: deps
 	.build/release/myim bench messages --rate 500
 
 # MyIM side by side with mosquitto (installed from Debian's packages if missing, as root):
-# interleaved runs of `myim bench pairs`, one table of medians [min-max] and ratios, about
-# three minutes. Method and results: docs/BENCHMARKS.md.
+# interleaved runs of `myim bench pairs` and `myim bench idle`, and the scale runs, one table
+# each of medians [min-max] and ratios, about nine minutes. Method and results: docs/BENCHMARKS.md.
 bench-compare: deps
 	SWIFT=$(SWIFT) bench/compare.sh
 
