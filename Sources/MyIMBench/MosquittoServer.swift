@@ -78,6 +78,7 @@ public final class MosquittoServer: Sendable {
         let taskset = cpus == nil ? nil : locateTaskset()
         if let taskset, let cpus { arguments = [taskset, "-c", cpus] + arguments }
         let pid = try spawn(arguments, logPath: logPath)
+        BenchChildren.adopt(pid)
         let server = MosquittoServer(port: port, pid: pid, directory: directory, cpus: taskset == nil ? nil : cpus)
         let deadline = ContinuousClock.now + readyWithin
         while !(await accepts(port: port)) {
@@ -123,6 +124,7 @@ public final class MosquittoServer: Sendable {
             let grace = ContinuousClock.now + .seconds(5)
             while isRunning, ContinuousClock.now < grace { try? await Task.sleep(for: .milliseconds(10)) }
         }
+        BenchChildren.release(pid)
         try? FileManager.default.removeItem(at: directory)
     }
 }

@@ -85,6 +85,7 @@ struct BenchIdle: AsyncParsableCommand {
         let servers = try await BenchServers.start(links: links, cpus: serverCPUs, maxConnectionsPerSource: (connections.last ?? 0) + 64)
         print("MyIM: \(servers.servers.map { "\($0.name) (pid \($0.pid))" }.joined(separator: ", ")), \(links) links; "
             + "each connection a token reconnect to bench-ep1 (handshake, token, 42 and 10), then idle")
+        fflush(nil)  // The servers' pids show at once, also when the output is a file.
         let clients = Locked<[PairsClient]>([])
         do {
             try await measure(system: "myim", servers: servers.servers.map { ($0.name, $0.pid) }) { index in
@@ -142,6 +143,7 @@ struct BenchIdle: AsyncParsableCommand {
             step.print()
             if json { step.printJSON() }
             print("")
+            fflush(nil)
         }
     }
 

@@ -188,6 +188,7 @@ struct BenchPairs: AsyncParsableCommand {
             + (qos == 0 ? "QoS 0 (best effort, no acks)" : "QoS 1 (stored; receivers ack in batches of up to \(PairsClient.ackBatch))"))
         print(target.cpuNote)
         print("")
+        fflush(nil)
 
         let connect = target.connect
         let idlers = try await holdIdle { index in
@@ -377,6 +378,7 @@ struct BenchPairs: AsyncParsableCommand {
             summary.print()
             if json { summary.printJSON() }
             print("")
+            fflush(nil)  // Each phase shows as it ends, also when the output is a file.
         }
     }
 

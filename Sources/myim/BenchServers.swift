@@ -82,6 +82,7 @@ final class BenchServers: Sendable {
             func launch(_ name: String, _ command: [String]) throws {
                 let full = pin + command
                 let pid = try supervisor.start(name: name, executable: full[0], arguments: Array(full.dropFirst()), quiet: true)
+                BenchChildren.adopt(pid)  // Killed if the bench is interrupted.
                 servers.append(Server(name: name, pid: pid))
             }
             guard let redis = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: FileManager.default.isExecutableFile) else {
@@ -116,6 +117,7 @@ final class BenchServers: Sendable {
                 cpus: cpus, supervisor: supervisor, redisURL: redisURL)
         } catch {
             await ClusterCommand.Up.stop(supervisor, redis: redisURL.isEmpty ? nil : redisURL)
+            for server in servers { BenchChildren.release(server.pid) }
             try? FileManager.default.removeItem(at: directory)
             throw error
         }
@@ -137,6 +139,7 @@ final class BenchServers: Sendable {
     /// Stops the roles (SIGTERM: each drains), then Redis, and removes the directory.
     func stop() async {
         await ClusterCommand.Up.stop(supervisor, redis: redisURL)
+        for server in servers { BenchChildren.release(server.pid) }
         try? FileManager.default.removeItem(at: directory)
     }
 

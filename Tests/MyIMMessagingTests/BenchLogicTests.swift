@@ -372,6 +372,34 @@ struct BenchLogicTests {
         }
     }
 
+    /// A bench stopped by SIGTERM (Ctrl-C, or `timeout` in bench/compare.sh) takes the servers it
+    /// started with it: none is left running.
+    @Test func anInterruptedBenchLeavesNoServerRunning() async throws {
+        let binary = try MyIMExecutable.locate()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("bench-interrupted-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let child = try ChildProcess(
+            name: "myim bench idle", executable: binary, arguments: ["bench", "idle", "--connections", "2", "--settle", "60"], logPath: log)
+        // The bench names its servers' pids once they are all up.
+        var pids: [Int32] = []
+        let deadline = ContinuousClock.now + .seconds(60)
+        while pids.isEmpty, ContinuousClock.now < deadline, child.isRunning {
+            if let line = child.output.split(separator: "\n").first(where: { $0.hasPrefix("MyIM: ") }) {
+                pids = line.matches(of: /pid (\d+)/).compactMap { Int32($0.1) }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(pids.count == 5, "\(child.output)")
+        #expect(pids.allSatisfy { kill($0, 0) == 0 }, "the servers run before the signal")
+        kill(child.pid, SIGTERM)
+        #expect(await child.waitForExit(timeout: .seconds(10)))
+        for pid in pids {
+            // Gone, or a zombie waiting for a parent that has exited.
+            let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: ")").last?.split(separator: " ").first
+            #expect(state == nil || state == "Z", "server pid \(pid) still runs: \(String(describing: state))")
+        }
+    }
+
     @Test(.enabled(if: MosquittoServer.locate() != nil, "mosquitto is not installed (apt-get install -y mosquitto)"))
     func idleSmokeMosquitto() async throws {
         let steps = try await Self.runIdle(["--reference", "mosquitto"])
