@@ -203,16 +203,9 @@ private struct IdleStep: Encodable {
         if let kernelSlabBytesPerConnection { row("kernel slab (both ends, machine-wide), per connection", kernelSlabBytesPerConnection) }
     }
 
-    func printJSON() {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(self) else { return }
-        let text = String(decoding: data, as: UTF8.self)
-        Swift.print("{\"bench\":\"idle\"," + text.dropFirst().replacingOccurrences(of: "\"bench\":\"idle\",", with: ""))
-    }
+    func printJSON() { BenchReport.printJSON(self, bench: "idle") }
 
     private func row(_ name: String, _ bytes: Double) {
-        let value = String(format: "%.0f B", bytes)
-        Swift.print("  " + name.padding(toLength: 56, withPad: " ", startingAt: 0) + String(repeating: " ", count: max(0, 14 - value.count)) + value)
+        BenchReport.printRow(name, String(format: "%.0f B", bytes), nameWidth: 56, valueWidth: 14)
     }
 }

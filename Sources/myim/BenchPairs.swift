@@ -525,17 +525,10 @@ private struct PairsSummary: Encodable {
         if delivered < sent { Swift.print("  undelivered after the drain: \(sent - delivered)") }
     }
 
-    func printJSON() {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(self) else { return }
-        // `bench` first, so that a reader can pick the lines out with a prefix.
-        let text = String(decoding: data, as: UTF8.self)
-        Swift.print("{\"bench\":\"pairs\"," + text.dropFirst().replacingOccurrences(of: "\"bench\":\"pairs\",", with: ""))
-    }
+    func printJSON() { BenchReport.printJSON(self, bench: "pairs") }
 
     private func row(_ name: String, _ value: String) {
-        Swift.print("  " + name.padding(toLength: 50, withPad: " ", startingAt: 0) + String(repeating: " ", count: max(0, 24 - value.count)) + value)
+        BenchReport.printRow(name, value, nameWidth: 50, valueWidth: 24)
     }
 }
 
