@@ -60,8 +60,9 @@ public struct EndpointConfiguration: Sendable {
     public var reconnectFirstDelay: Duration = .milliseconds(100)
     public var reconnectMaximumDelay: Duration = .seconds(5)
     /// Bytes written to one client and not yet taken by its socket before it is considered
-    /// too slow and closed.
-    public var maxUnreadBytes = 4 << 20
+    /// too slow and closed: two of the largest frames (``WireLimits/maxFrameSize``), eight of
+    /// the largest images, so that a client reading normally is never closed by a burst.
+    public var maxUnreadBytes = 32 << 20
     public var limits: WireLimits = .default
     /// Milliseconds since 1970 (token checks, `server_time`, session `since`); injectable.
     public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
