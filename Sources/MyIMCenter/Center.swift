@@ -458,6 +458,7 @@ public actor Center {
         while inFlight > 0 || queued.withLock({ $0 }) > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
+        await store.lastSeenWritten()  // The times of the sessions that just closed.
         logger.notice("drained", metadata: ["in_flight_left": "\(inFlight)"])
     }
 

@@ -122,14 +122,16 @@ public final class Endpoint: Sendable {
     private func heartbeat() async {
         while !Task.isCancelled {
             // In slices spread over the interval: a large endpoint does not load Redis (and the
-            // host it shares) with every user at once. A user may be refreshed early in one
-            // round and late in the next: 2 intervals apart at most, within the TTL (3 at least).
-            let users = await table.boundUsers()
+            // host it shares) with every user at once.
+            // Sorted, so that a user sits in the same slice every round; each slice starts at a
+            // fixed offset of the round, so that slow calls do not push the later slices back.
+            let users = await table.boundUsers().sorted()
             let slices = stride(from: 0, to: max(users.count, 1), by: configuration.heartbeatSlice).map {
                 Array(users[$0..<min($0 + configuration.heartbeatSlice, users.count)])
             }
             let pause = configuration.heartbeatInterval / slices.count
-            for slice in slices {
+            let roundStart = ContinuousClock.now
+            for (index, slice) in slices.enumerated() {
                 do {
                     try await configuration.presence.heartbeat(endpoint: configuration.node, users: slice, ttlSeconds: configuration.presenceTTL)
                 } catch {
@@ -137,7 +139,7 @@ public final class Endpoint: Sendable {
                     Counter(label: "myim_redis_errors_total", dimensions: [("role", "endpoint")]).increment()
                 }
                 do {
-                    try await Task.sleep(for: pause)
+                    try await Task.sleep(until: roundStart + pause * (index + 1), clock: .continuous)
                 } catch {
                     return
                 }
