@@ -14,12 +14,17 @@ import NIOCore
 /// dropped after three intervals without a byte from the center. When it drops, it reconnects after
 /// a capped exponential backoff with jitter (``ReconnectBackoff``); meanwhile ``send(_:)`` throws
 /// ``EndpointError/centerUnavailable`` and new sessions wait, pending, for the next link.
+///
+/// Once welcomed, everything bound for the center goes through ``writer``: client connections
+/// relay with it from their own event loops, without a hop through this actor.
 actor CenterLink {
     private enum State {
         case down
-        case up(generation: Int, writer: NIOAsyncChannelOutboundWriter<Packet>)
+        case up(generation: Int)
     }
 
+    /// The welcomed link's channel, for writes from anywhere.
+    nonisolated let writer = LinkWriter()
     private let configuration: EndpointConfiguration
     private let table: SessionTable
     private let logger: Logger
@@ -55,11 +60,12 @@ actor CenterLink {
             } catch {
                 noteDown(LinkChannel.describe(error))
             }
-            if generation != generationBefore {
-                let failed = await table.failUnanswered()
-                if failed > 0 { logger.notice("chats the center had not answered were failed with 330", metadata: ["chats": "\(failed)"]) }
-            }
             state = .down
+            writer.detach()
+            if generation != generationBefore {
+                // Chats the center had not answered are failed with 330 by their connections.
+                await table.linkDropped()
+            }
             do {
                 try await Task.sleep(for: backoff.next())
             } catch {
@@ -67,42 +73,36 @@ actor CenterLink {
             }
         }
         state = .down
+        writer.detach()
     }
 
     /// Sends a message to the center on the current link; ``EndpointError/centerUnavailable``
     /// when there is none or the write fails.
-    nonisolated func send(_ message: some LinkMessage) async throws(EndpointError) {
-        guard let writer = await currentWriter() else { throw .centerUnavailable }
-        do {
-            try await writer.write(message.packet)
-        } catch {
-            throw .centerUnavailable
-        }
+    nonisolated func send(_ message: some LinkMessage) throws(EndpointError) {
+        guard writer.send(message.packet, evenIfBusy: true) == .sent else { throw .centerUnavailable }
     }
 
     /// Sends `SessionOpen` for pending sessions not yet opened on the current link (none while
     /// the link is down: the next welcome does it).
     func sendPendingOpens() async {
-        guard case .up(let generation, let writer) = state else { return }
+        guard case .up(let generation) = state else { return }
         for info in await table.claimOpens(generation: generation) {
-            do {
-                try await writer.write(SessionOpen(info: info).packet)
-            } catch {
-                return  // The link dropped; the next one sends it again.
-            }
+            // Down: the link dropped, and the next one sends it again.
+            guard writer.send(SessionOpen(info: info).packet, evenIfBusy: true) == .sent else { return }
         }
     }
 
     // MARK: - One link
 
-    private func currentWriter() -> NIOAsyncChannelOutboundWriter<Packet>? {
-        if case .up(_, let writer) = state { writer } else { nil }
-    }
-
     private func connectOnce(backoff: inout ReconnectBackoff) async throws {
         let link = try await LinkChannel.connect(
             host: configuration.centerHost, port: configuration.centerPort, serverName: configuration.centerName,
             protection: configuration.linkProtection, limits: configuration.limits)
+        // The link carries every client's traffic: a deep buffer before relaying pushes back.
+        try await link.channel.eventLoop.submit { [writer] in
+            try link.channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: 4 << 20, high: 8 << 20))
+            try link.channel.pipeline.syncOperations.addHandler(LinkWritabilityHandler(writer: writer), position: .first)
+        }.get()
         try await link.executeThenClose { inbound, outbound in
             lastHeard = .now
             let hello = LinkHello(node: configuration.node, domain: configuration.domain, sessions: await table.boundSessions())
@@ -114,7 +114,7 @@ actor CenterLink {
                 guard let first = try await packets.next() else {
                     throw EndpointError(.centerUnavailable, "the center closed the link before welcoming it")
                 }
-                try welcome(first, writer: outbound, sessions: hello.sessions.count)
+                try welcome(first, channel: link.channel, sessions: hello.sessions.count)
                 backoff.reset()
                 group.addTask { await self.keepAlive(link.channel, outbound: outbound) }
                 await sendPendingOpens()
@@ -127,12 +127,13 @@ actor CenterLink {
         }
     }
 
-    private func welcome(_ packet: Packet, writer: NIOAsyncChannelOutboundWriter<Packet>, sessions: Int) throws {
+    private func welcome(_ packet: Packet, channel: any Channel, sessions: Int) throws {
         switch LinkMessageType(rawValue: packet.type) {
         case .welcome:
             let welcome = try LinkWelcome(packet: packet)
             generation += 1
-            state = .up(generation: generation, writer: writer)
+            state = .up(generation: generation)
+            writer.attach(channel)
             outageLogged = false
             logger.notice("link up", metadata: [
                 "center": "\(welcome.node)", "address": "\(configuration.centerHost):\(configuration.centerPort)",
@@ -214,6 +215,7 @@ actor CenterLink {
         let wasUp = isUp
         Counter(label: "myim_link_errors_total", dimensions: [("link", "center")]).increment()
         state = .down
+        writer.detach()
         if wasUp || !outageLogged {
             logger.warning("link down; reconnecting", metadata: ["reason": "\(reason)"])
             outageLogged = true

@@ -25,7 +25,7 @@ public final class Endpoint: Sendable {
     let table: SessionTable
     let link: CenterLink
     let limiter: SourceLimiter
-    private let listener = Mutex<(any Channel)?>(nil)
+    private let listener = Mutex<ClientListener?>(nil)
 
     public init(configuration: EndpointConfiguration, logger: Logger = Logger(label: "myim.endpoint")) async {
         var logger = logger
@@ -39,38 +39,45 @@ public final class Endpoint: Sendable {
     }
 
     /// Binds the configured address (port 0 picks one) and returns the listener to ``serve(_:)``.
-    public func bind() async throws -> NIOAsyncChannel<SecureConnection, Never> {
-        let channel = try await EndpointListener.bind(
-            host: configuration.host, port: configuration.port, identity: configuration.identity, limits: configuration.limits,
-            handshakeTimeout: configuration.handshakeTimeout, idleTimeout: configuration.idleTimeout,
-            maxUnreadBytes: configuration.maxUnreadBytes)
-        listener.withLock { $0 = channel.channel }
-        return channel
+    public func bind() async throws -> ClientListener {
+        let bound = try await EndpointListener.bind(self)
+        listener.withLock { $0 = bound }
+        return bound
     }
 
-    /// Serves every connection the listener accepts, keeps the link to the center and the
-    /// presence heartbeat going, until the listener closes or the task is cancelled.
+    /// Keeps the link to the center and the presence heartbeat going while the listener's
+    /// connections are served (``ClientSessionHandler``), until the listener closes or the task
+    /// is cancelled; then closes every connection, waits for their sessions to end, and stops
+    /// the link and the heartbeat.
     ///
-    /// Before accepting anyone it clears what a previous run of this node left in presence
-    /// (`removeEndpoint`), as `PresenceStore` asks of a restarting endpoint.
-    public func serve(_ listener: NIOAsyncChannel<SecureConnection, Never>) async throws {
+    /// Before anyone is served it clears what a previous run of this node left in presence
+    /// (`removeEndpoint`), as `PresenceStore` asks of a restarting endpoint. Connections
+    /// accepted meanwhile wait, pending, for the link like any other.
+    public func serve(_ listener: ClientListener) async throws {
         await clearStalePresence()
-        try await withThrowingDiscardingTaskGroup { group in
+        await withDiscardingTaskGroup { group in
             group.addTask { await self.link.run() }
             group.addTask { await self.heartbeat() }
-            try await listener.executeThenClose { inbound in
-                for try await connection in inbound {
-                    group.addTask { await self.handle(connection) }
-                }
+            await withTaskCancellationHandler {
+                try? await listener.channel.closeFuture.get()
+            } onCancel: {
+                listener.channel.close(promise: nil)
+            }
+            await listener.closeAll()
+            // Each closed connection leaves the table in a task of its own, then tells the center.
+            let deadline = ContinuousClock.now + .seconds(2)
+            while await table.count > 0, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(10))
             }
             group.cancelAll()
         }
     }
 
-    /// Closes the listener: ``serve(_:)`` then stops the link, the heartbeat and every connection.
+    /// Closes the listener: ``serve(_:)`` then closes every connection and stops the link and
+    /// the heartbeat.
     public func shutdown() async throws {
-        let channel = listener.withLock { $0 }
-        try await channel?.close()
+        let bound = listener.withLock { $0 }
+        await bound?.closeAll()
     }
 
     /// A graceful shutdown: every client, and every one that connects from now on, is sent

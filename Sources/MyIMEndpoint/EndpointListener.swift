@@ -1,47 +1,73 @@
 import MyIMSecureChannel
 import MyIMTransport
+import NIOExtras
 import MyIMWire
 import NIOCore
 import NIOPosix
 
-/// The endpoint's client listener: `SecureListener`'s pipeline with an idle timeout in front.
+/// The endpoint's client listener, bound: its channel, and what closes every connection it
+/// accepted.
+public struct ClientListener: Sendable {
+    public let channel: any Channel
+    let quiescing: ServerQuiescingHelper
+
+    /// Closes the listener and asks every connection to close (``ClientSessionHandler``);
+    /// completes once all of them have.
+    func closeAll() async {
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        quiescing.initiateShutdown(promise: promise)
+        try? await promise.futureResult.get()
+    }
+}
+
+/// Binds the endpoint's client listener.
 ///
 /// Pipeline per connection, socket side first: `IdleStateHandler` (read timeout) →
-/// ``IdleCloseHandler`` → `SecureChannelHandler` → the `NIOAsyncChannel`. The idle handler sits
+/// ``IdleCloseHandler`` → `SecureChannelHandler` → ``ClientSessionHandler``. The idle handler sits
 /// before the secure channel so that it sees raw bytes: any byte from the client, a partial
 /// frame included, keeps the connection alive, and a half-open socket that never sends again
 /// is closed after `idleTimeout`.
 enum EndpointListener {
     static func bind(
-        host: String, port: Int, identity: ServerIdentityKey, limits: WireLimits, handshakeTimeout: TimeAmount,
-        idleTimeout: TimeAmount, maxUnreadBytes: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
-    ) async throws -> NIOAsyncChannel<SecureConnection, Never> {
-        try await ServerBootstrap(group: group)
+        _ endpoint: Endpoint, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> ClientListener {
+        let configuration = endpoint.configuration
+        let idleTimeout = configuration.idleTimeout
+        let quiescing = ServerQuiescingHelper(group: group)
+        let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             // Past the high mark the channel is not writable and the session table closes the
             // client as too slow (``ClientOutbox``).
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: maxUnreadBytes / 2, high: maxUnreadBytes))
+            .childChannelOption(
+                .writeBufferWaterMark, value: .init(low: configuration.maxUnreadBytes / 2, high: configuration.maxUnreadBytes))
             // Client packets are small: an idle connection keeps a small receive buffer (it
             // grows with what arrives).
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
-            .bind(host: host, port: port) { channel in
+            .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
                     try operations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
                     try operations.addHandler(IdleCloseHandler(timeout: idleTimeout))
-                    let handler = SecureChannelHandler(
-                        server: ServerChannelStateMachine(identity: identity, limits: limits), handshakeTimeout: handshakeTimeout)
-                    try operations.addHandler(handler)
-                    let async = try NIOAsyncChannel<Packet, Packet>(wrappingChannelSynchronously: channel)
-                    return SecureConnection(channel: async, session: handler.established)
+                    let secure = SecureChannelHandler(
+                        server: ServerChannelStateMachine(identity: configuration.identity, limits: configuration.limits),
+                        handshakeTimeout: configuration.handshakeTimeout)
+                    try operations.addHandler(secure)
+                    try operations.addHandler(ClientSessionHandler(endpoint: endpoint, established: secure.established))
                 }
             }
+            .bind(host: configuration.host, port: configuration.port).get()
+        return ClientListener(channel: channel, quiescing: quiescing)
     }
 }
 
-/// The error a connection's inbound stream ends with when the idle timeout closed it.
+/// The error the idle timeout closes a connection with, so that its handler learns why it ended.
 struct IdleTimeout: Error, CustomStringConvertible {
     var milliseconds: Int64
     var description: String { "idle timeout: nothing received for \(milliseconds) ms" }

@@ -2,18 +2,22 @@ import MyIMLink
 import MyIMWire
 import NIOCore
 
-/// What the table does to a session's connection, in order.
-enum Outgoing: Sendable {
-    /// Write this packet to the client.
-    case packet(Packet)
-    /// Close the connection after everything written before (19 or 44 written first).
-    case close(reason: String)
+/// What the table tells a session's connection besides packets (``ClientSessionHandler``).
+enum SessionEvent: Sendable {
+    /// The center bound the session: 42 and 10 were written just before.
+    case bound
+    /// The link to the center dropped: chats it had not answered will not be.
+    case linkDropped
 }
 
 /// Where a session's packets go: straight to its connection. Packets written from one place
-/// (the table's actor, or the connection's own reader) reach the client in that order.
+/// (the table's actor, or the connection's own handler) reach the client in that order.
 struct ClientOutbox: Sendable {
     let channel: any Channel
+
+    /// How long a closing connection may take to hand its last packet to the kernel before it
+    /// is closed anyway (a client that stopped reading).
+    static let lastWriteGrace = TimeAmount.seconds(5)
 
     /// Writes and flushes `packet`; `false`, writing nothing, when the client has not read what
     /// was sent to it before (more than the channel's high-water mark is waiting).
@@ -24,23 +28,40 @@ struct ClientOutbox: Sendable {
         return true
     }
 
-    /// Closes the connection after the writes made before.
+    /// Writes `packet` (19, 44, 48, 20) and closes the connection once it, and so everything
+    /// written before, has reached the kernel, or after ``lastWriteGrace``.
+    func writeLast(_ packet: Packet) {
+        EndpointMetrics.messageOut(packet)
+        let channel = channel
+        let grace = channel.eventLoop.scheduleTask(in: Self.lastWriteGrace) { channel.close(promise: nil) }
+        channel.writeAndFlush(packet).whenComplete { _ in
+            grace.cancel()
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Closes the connection now: what is not written yet is dropped.
     func close() {
         channel.close(promise: nil)
     }
+
+    func notify(_ event: SessionEvent) {
+        channel.pipeline.fireUserInboundEventTriggered(event)
+    }
 }
 
-/// The client sessions one endpoint holds, each with the queue its connection writes from.
+/// The client sessions one endpoint holds, each with the connection it writes to.
 ///
 /// Every packet the center sends a client — AuthOK and 10 on `SessionReady`, relayed
 /// `ToClient`s — is written to its connection from this actor, so in the order it was decided;
-/// a client too slow to read them (over the connection's high-water mark) is closed. A session is *pending* from token auth until the center's
-/// `SessionReady`, then *bound*, then *closing* once a kick or quit has been queued.
+/// a client too slow to read them (over the connection's high-water mark) is closed. A session
+/// is *pending* from token auth until the center's `SessionReady`, then *bound*, then *closing*
+/// once a kick or quit has been queued.
 actor SessionTable {
     private enum State {
         /// Waiting for `SessionReady`. `sentOn` is the link generation its `SessionOpen` went
         /// out on, so that each new link sends it exactly once.
-        case pending(sentOn: Int?, waiter: CheckedContinuation<Bool, Never>?)
+        case pending(sentOn: Int?)
         case bound
         case closing
     }
@@ -60,8 +81,6 @@ actor SessionTable {
     /// Set by ``closeAll(with:reason:)``: what every session, present or new, is sent before
     /// it is closed.
     private var shutdown: (packet: Packet, reason: String)?
-    /// Per session: QoS 1 chats relayed to the center that have had neither 8 nor 20 back.
-    private var unanswered: [String: Int] = [:]
     /// The sessions in state `.pending`, so that a new connection's `SessionOpen` does not
     /// scan every session held.
     private var pending: Set<String> = []
@@ -77,7 +96,7 @@ actor SessionTable {
     func open(user: String, userID: Int64, login: String, device: String, outbox: ClientOutbox) -> SessionInfo {
         counter += 1
         let info = SessionInfo(session: "\(node):\(counter)", user: user, login: login, device: device, since: clock(), userID: userID)
-        entries[info.session] = Entry(info: info, state: .pending(sentOn: nil, waiter: nil), outbox: outbox)
+        entries[info.session] = Entry(info: info, state: .pending(sentOn: nil), outbox: outbox)
         pending.insert(info.session)
         if let shutdown { close(info.session, with: shutdown.packet, reason: shutdown.reason) }
         return info
@@ -96,23 +115,7 @@ actor SessionTable {
     private func close(_ session: String, with packet: Packet, reason: String) {
         guard let entry = entries[session] else { return }
         if case .closing = entry.state { return }
-        if case .pending(_, let waiter) = entry.state { waiter?.resume(returning: false) }
-        entries[session]?.state = .closing
-        pending.remove(session)
-        enqueue(.packet(packet), for: session)
-        enqueue(.close(reason: reason), for: session)
-    }
-
-    /// Waits until the center binds the session (`true`) or ``expire(_:)`` gives up on it (`false`).
-    func waitUntilBound(_ session: String) async -> Bool {
-        switch entries[session]?.state {
-        case .bound: return true
-        case .closing, nil: return false
-        case .pending(let sentOn, _):
-            return await withCheckedContinuation { continuation in
-                entries[session]?.state = .pending(sentOn: sentOn, waiter: continuation)
-            }
-        }
+        finish(session, with: packet, reason: reason)
     }
 
     /// The center bound the session: queues 42 (AuthOK) and 10 (from `initial`), before any
@@ -123,35 +126,29 @@ actor SessionTable {
     /// only gets the deliveries that follow.
     func bind(_ session: String, initial: WireDict) -> Bool {
         guard let entry = entries[session] else { return false }
-        guard case .pending(_, let waiter) = entry.state else { return true }
+        guard case .pending = entry.state else { return true }
         let authOK = AuthOK(username: entry.info.user, sessionID: entry.info.login, serverTime: clock(), node: node)
         entries[session]?.state = .bound
         pending.remove(session)
-        enqueue(.packet(authOK.packet), for: session)
-        enqueue(.packet(Packet(type: MessageType.initialState.rawValue, body: initial)), for: session)
-        waiter?.resume(returning: true)
+        enqueue(authOK.packet, for: session)
+        enqueue(Packet(type: MessageType.initialState.rawValue, body: initial), for: session)
+        entry.outbox.notify(.bound)
         return true
     }
 
     /// Gives up on a session still pending (the center did not answer in time, or the endpoint
     /// is stopping): queues `error` and a close. Does nothing to a bound session.
     func expire(_ session: String, error: EndpointError) {
-        guard let entry = entries[session], case .pending(_, let waiter) = entry.state else { return }
-        entries[session]?.state = .closing
-        pending.remove(session)
-        enqueue(.packet(error.packet), for: session)
-        enqueue(.close(reason: "the center did not bind the session"), for: session)
-        waiter?.resume(returning: false)
+        guard let entry = entries[session], case .pending = entry.state else { return }
+        finish(session, with: error.packet, reason: "the center did not bind the session")
     }
 
     /// Forgets a session whose connection ended; returns what it was, if it was held, and why
     /// the table closed it, if it did.
     @discardableResult
     func remove(_ session: String) -> (info: SessionInfo, closeReason: String?)? {
-        unanswered[session] = nil
         pending.remove(session)
         guard let entry = entries.removeValue(forKey: session) else { return nil }
-        if case .pending(_, let waiter) = entry.state { waiter?.resume(returning: false) }
         return (entry.info, entry.closeReason)
     }
 
@@ -163,14 +160,12 @@ actor SessionTable {
     @discardableResult
     func deliver(_ packet: Packet, to sessions: [String]) -> Int {
         var delivered = 0
-        let answers = packet.type == MessageType.chatAccepted.rawValue || packet.type == MessageType.error.rawValue
         for session in sessions {
-            if answers, let count = unanswered[session] { unanswered[session] = count > 1 ? count - 1 : nil }
             guard let entry = entries[session], case .bound = entry.state else { continue }
-            enqueue(.packet(packet), for: session)
             if packet.type == MessageType.quitAck.rawValue {
-                entries[session]?.state = .closing
-                enqueue(.close(reason: "quit"), for: session)
+                finish(session, with: packet, reason: "quit")
+            } else {
+                enqueue(packet, for: session)
             }
             delivered += 1
         }
@@ -181,48 +176,17 @@ actor SessionTable {
     func kick(_ session: String, reason: String) -> Bool {
         guard let entry = entries[session] else { return false }
         if case .closing = entry.state { return true }
-        if case .pending(_, let waiter) = entry.state { waiter?.resume(returning: false) }
-        entries[session]?.state = .closing
-        pending.remove(session)
-        enqueue(.packet(Kicked().packet), for: session)
-        enqueue(.close(reason: "kicked: \(reason)"), for: session)
+        finish(session, with: Kicked().packet, reason: "kicked: \(reason)")
         return true
     }
 
-    /// A client's QoS 1 chat goes to the center: it is owed an 8 (or a 20). Returns whether
-    /// it was counted.
-    func relayed(chat packet: Packet, for session: String) -> Bool {
-        guard packet.type == MessageType.chat.rawValue, packet.body["qos"] != .int(0), entries[session] != nil else { return false }
-        unanswered[session, default: 0] += 1
-        return true
-    }
-
-    /// A counted chat was answered here (its relay failed).
-    func settled(_ session: String) {
-        if let count = unanswered[session] { unanswered[session] = count > 1 ? count - 1 : nil }
-    }
-
-    /// The link to the center dropped: every QoS 1 chat it had not answered gets 20 with 330
-    /// now, so that the client sends it again (same client id; the center keeps it once)
-    /// instead of waiting for its reply timeout. Returns how many.
-    @discardableResult
-    func failUnanswered() -> Int {
-        var failed = 0
-        let error = EndpointError(
-            .centerUnavailable, "the link to the center dropped before it answered; send again with the same client_msg_id").packet
-        for (session, count) in unanswered {
-            guard let entry = entries[session], case .bound = entry.state else { continue }
-            for _ in 0..<count { enqueue(.packet(error), for: session) }
-            failed += count
+    /// The link to the center dropped: every bound connection fails the QoS 1 chats it relayed
+    /// and had no answer to (20 with 330), so that the client sends them again (same client id;
+    /// the center keeps each once) instead of waiting for its reply timeout.
+    func linkDropped() {
+        for entry in entries.values {
+            if case .bound = entry.state { entry.outbox.notify(.linkDropped) }
         }
-        unanswered = [:]
-        return failed
-    }
-
-    /// A local answer (20, 22) for one session, in line with what the center sends it.
-    func reply(_ packet: Packet, to session: String) {
-        guard let entry = entries[session], case .bound = entry.state else { return }
-        enqueue(.packet(packet), for: session)
     }
 
     // MARK: - For the link and the heartbeat
@@ -232,8 +196,8 @@ actor SessionTable {
     func claimOpens(generation: Int) -> [SessionInfo] {
         var claimed: [SessionInfo] = []
         for session in pending {
-            guard let entry = entries[session], case .pending(let sentOn, let waiter) = entry.state, sentOn != generation else { continue }
-            entries[session]?.state = .pending(sentOn: generation, waiter: waiter)
+            guard let entry = entries[session], case .pending(let sentOn) = entry.state, sentOn != generation else { continue }
+            entries[session]?.state = .pending(sentOn: generation)
             claimed.append(entry.info)
         }
         return claimed.sorted { $0.since < $1.since }
@@ -257,20 +221,22 @@ actor SessionTable {
 
     var count: Int { entries.count }
 
-    private func enqueue(_ item: Outgoing, for session: String) {
+    private func enqueue(_ packet: Packet, for session: String) {
+        guard let entry = entries[session], !entry.outbox.write(packet) else { return }
+        // The client reads slower than it is sent to: close it rather than buffer without
+        // bound. Stored (QoS 1) messages come back at its next login.
+        entries[session]?.state = .closing
+        if entries[session]?.closeReason == nil { entries[session]?.closeReason = "the client did not read what it was sent" }
+        pending.remove(session)
+        entry.outbox.close()
+    }
+
+    /// Writes `packet` as the session's last (19, 44, 48, 20) and closes its connection after it.
+    private func finish(_ session: String, with packet: Packet, reason: String) {
         guard let entry = entries[session] else { return }
-        switch item {
-        case .packet(let packet):
-            guard !entry.outbox.write(packet) else { return }
-            // The client reads slower than it is sent to: close it rather than buffer without
-            // bound. Stored (QoS 1) messages come back at its next login.
-            entries[session]?.state = .closing
-            if entries[session]?.closeReason == nil { entries[session]?.closeReason = "the client did not read what it was sent" }
-            pending.remove(session)
-            entry.outbox.close()
-        case .close(let reason):
-            if entries[session]?.closeReason == nil { entries[session]?.closeReason = reason }
-            entry.outbox.close()
-        }
+        entries[session]?.state = .closing
+        if entry.closeReason == nil { entries[session]?.closeReason = reason }
+        pending.remove(session)
+        entry.outbox.writeLast(packet)
     }
 }

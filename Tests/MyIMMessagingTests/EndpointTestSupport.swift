@@ -49,6 +49,8 @@ actor EndpointFakeCenter {
     private var current: (any Channel)?
     private(set) var linkCount = 0
     var mode = Mode.normal
+    /// While set, nothing more is read from the link: what the endpoint sends piles up.
+    private var readingPaused = false
 
     private init(listener: NIOAsyncChannel<NIOAsyncChannel<Packet, Packet>, Never>) {
         self.listener = listener
@@ -63,6 +65,9 @@ actor EndpointFakeCenter {
     }
 
     func setMode(_ mode: Mode) { self.mode = mode }
+
+    /// Stops reading the link (a stalled center), or reads it again.
+    func setReadingPaused(_ paused: Bool) { readingPaused = paused }
 
     func stop() async {
         current?.close(promise: nil)
@@ -118,6 +123,7 @@ actor EndpointFakeCenter {
             for try await packet in inbound {
                 received.append(packet)
                 if mode != .silent { try await answer(packet, outbound) }
+                while readingPaused, link.channel.isActive { try await Task.sleep(for: .milliseconds(10)) }
             }
         }
     }
@@ -196,6 +202,16 @@ actor EndpointTestClient {
     }
 
     func close() async { try? await channel.close() }
+
+    /// Writes `packet`, then waits up to `timeout` for the server to read enough of what was
+    /// written that the connection takes writes again; `false` if it did not (the server has
+    /// stopped reading).
+    func send(_ packet: Packet, thenWaitWritable timeout: Duration) async -> Bool {
+        channel.writeAndFlush(packet, promise: nil)
+        let deadline = ContinuousClock.now + timeout
+        while !channel.isWritable, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
+        return channel.isWritable
+    }
 
     /// Stops reading, as a client that hangs would.
     func pauseReading() { paused = true }

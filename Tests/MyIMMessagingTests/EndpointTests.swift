@@ -174,6 +174,59 @@ import Testing
         }
     }
 
+    /// A client may send right after its token, before 42: what it sends waits for the center
+    /// to bind the session and then reaches it in order, under the session's id.
+    @Test func packetsSentBeforeTheSessionIsBoundReachTheCenterInOrderOnceItIs() async throws {
+        try await EndpointHarness.with { harness in
+            await harness.center.setMode(.ignoreSessionOpens)
+            let client = try await harness.connect()
+            try await client.send(TokenAuth(token: try await harness.token()))
+            let chats = (1...3).map { Chat(target: .user("bob@alpha.example"), content: .text("early \($0)"), clientMessageID: "e\($0)").packet }
+            for chat in chats { try await client.send(chat) }
+            let open = try SessionOpen(packet: try #require(await harness.center.take(.sessionOpen)))
+            #expect(await harness.center.take(.fromClient, timeout: .milliseconds(300)) == nil, "relayed before the session was bound")
+
+            await harness.center.setMode(.normal)
+            let initial = InitialState(friends: [], groups: [], messages: []).body
+            try await harness.center.send(SessionReady(session: open.info.session, initial: initial))
+            #expect(await client.next()?.type == MessageType.authOK.rawValue)
+            #expect(await client.next()?.type == MessageType.initialState.rawValue)
+            for chat in chats {
+                let relayed = try FromClient(packet: try #require(await harness.center.take(.fromClient)))
+                #expect(relayed == FromClient(session: open.info.session, payload: chat))
+            }
+        }
+    }
+
+    /// A center that stops reading fills the link; the endpoint then stops reading the client
+    /// (its socket stops taking writes) instead of buffering without bound, and once the center
+    /// reads again every chat arrives, in order.
+    @Test func aStalledCenterPushesBackOnTheClientAndLosesNothing() async throws {
+        try await EndpointHarness.with { harness in
+            let (client, session) = try await harness.authenticated()
+            await harness.center.setReadingPaused(true)  // After the next packet it reads.
+            let text = String(repeating: "x", count: 64 * 1024)
+            var sent = 0
+            var pushedBack = false
+            // Up to 256 MiB: far more than the link's 8 MiB high-water mark and the socket buffers
+            // on both sides (Linux grows a loopback receive buffer up to tcp_rmem's 32 MiB).
+            while sent < 4096, !pushedBack {
+                sent += 1
+                let chat = Chat(target: .user("bob@alpha.example"), content: .text(text), clientMessageID: "c\(sent)", qos: .bestEffort)
+                pushedBack = await !client.send(chat.packet, thenWaitWritable: .milliseconds(500))
+            }
+            #expect(pushedBack, "the client could write \(sent) chats of 64 KiB without the endpoint pushing back")
+
+            await harness.center.setReadingPaused(false)
+            for number in 1...sent {
+                let packet = try #require(await harness.center.take(.fromClient, timeout: .seconds(20)), "chat \(number) of \(sent) lost")
+                let relayed = try FromClient(packet: packet)
+                #expect(relayed.session == session)
+                #expect(try Chat(packet: relayed.payload).clientMessageID == "c\(number)")
+            }
+        }
+    }
+
     @Test func aClientDisconnectingClosesItsSessionAtTheCenter() async throws {
         try await EndpointHarness.with { harness in
             let (client, session) = try await harness.authenticated()

@@ -1,0 +1,351 @@
+import Logging
+import MyIMAuth
+import MyIMLink
+import MyIMSecureChannel
+import MyIMWire
+import NIOCore
+import NIOExtras
+
+/// One client connection, on its event loop: admission, token auth, then relaying.
+///
+/// Last in the pipeline, after `SecureChannelHandler`. An idle connection holds no task and no
+/// stream: only this handler and its entry in the ``SessionTable``. Token verification and
+/// opening the session at the center run in a short task; everything after is synchronous on
+/// the connection's event loop:
+///
+/// - a client packet is relayed to the center through ``LinkWriter`` as it is read, so a
+///   client's packets reach the center in their order;
+/// - packets read while the session is not bound yet, or while the link is busy, are held in
+///   order and the connection stops reading until they can go (TCP pushes back on the client);
+/// - packets to the client come from the ``SessionTable`` (``ClientOutbox``) and pass through
+///   ``write(context:data:promise:)``, which counts the answers (8, 20) to relayed QoS 1 chats.
+///
+/// A source over its connection limit still completes the handshake (cheap with Ed25519), so
+/// that it can be told why: 20 with 331, then close.
+final class ClientSessionHandler: ChannelDuplexHandler {
+    typealias InboundIn = Packet
+    typealias OutboundIn = Packet
+    typealias OutboundOut = Packet
+
+    private enum State {
+        /// The secure channel is not established yet.
+        case handshaking
+        /// Established; the first packet must be token auth (41).
+        case awaitingToken
+        /// The token is being verified and the session opened (a task).
+        case authenticating
+        /// Opened at the center, waiting for `SessionReady`; given up at `timeout`.
+        case pending(SessionInfo, timeout: Scheduled<Void>)
+        case bound(SessionInfo)
+        /// Told why it is refused; what it sends is dropped until it closes.
+        case refused
+        case closed
+    }
+
+    private let endpoint: Endpoint
+    private let established: EventLoopFuture<SecureChannelSession>
+    private var state = State.handshaking
+    private var context: ChannelHandlerContext?
+    private var source = "unknown"
+    private var admitted = false
+    /// Packets read that cannot be handled yet, in order.
+    private var held: [Packet] = []
+    /// A `read()` was held back until `held` empties.
+    private var readDeferred = false
+    /// Waiting for the link to drain (``LinkWriter/whenWritable(_:)``).
+    private var waitingForLink = false
+    /// QoS 1 chats relayed to the center that have had neither 8 nor 20 back.
+    private var unanswered = 0
+    /// Why the connection ended, when something other than the client ended it.
+    private var ended: String?
+
+    init(endpoint: Endpoint, established: EventLoopFuture<SecureChannelSession>) {
+        self.endpoint = endpoint
+        self.established = established
+    }
+
+    // MARK: - Connection lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        source = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        admitted = endpoint.limiter.acquire(source)
+        EndpointMetrics.connections.increment()
+        established.assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success:
+                EndpointMetrics.handshake(failure: nil)
+                secured()
+            case .failure(let error):
+                EndpointMetrics.handshake(failure: error)
+            }
+        }
+        context.fireChannelActive()
+    }
+
+    private func secured() {
+        guard case .handshaking = state else { return }
+        guard admitted else {
+            endpoint.logger.notice("connection refused: too many from this source", metadata: [
+                "source": "\(source)", "limit": "\(endpoint.limiter.maximum)",
+            ])
+            refuse(EndpointError(
+                .tooManyConnections,
+                "too many connections from \(source) (at most \(endpoint.limiter.maximum)); close some and retry"))
+            return
+        }
+        state = .awaitingToken
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if admitted { endpoint.limiter.release(source) }
+        EndpointMetrics.connections.decrement()
+        let before = state
+        state = .closed
+        held = []
+        switch before {
+        case .pending(let info, let timeout):
+            timeout.cancel()
+            close(info, fallback: ended ?? "the center did not bind the session")
+        case .bound(let info):
+            close(info, fallback: ended ?? "the client disconnected")
+        case .handshaking, .awaitingToken, .authenticating, .refused, .closed:
+            break  // An authentication still running closes its session when it ends (`opened`).
+        }
+        context.fireChannelInactive()
+    }
+
+    /// Tells the center the session ended, and why: the table's reason (kick, quit, too slow)
+    /// if it closed the connection, else `fallback`.
+    private func close(_ info: SessionInfo, fallback: String) {
+        let endpoint = endpoint
+        Task {
+            let reason = await endpoint.table.remove(info.session)?.closeReason ?? fallback
+            try? endpoint.link.send(SessionClose(session: info.session, reason: reason))
+            endpoint.logger.info("session closed", metadata: [
+                "session": "\(info.session)", "user": "\(info.user)", "reason": "\(reason)",
+            ])
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if ended == nil {
+            ended = (error as? IdleTimeout)?.description ?? "connection error: \(error)"
+        }
+        endpoint.logger.debug("connection error", metadata: ["source": "\(source)", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case let event as SessionEvent:
+            switch event {
+            case .bound:
+                guard case .pending(let info, let timeout) = state else { return }
+                timeout.cancel()
+                state = .bound(info)
+                endpoint.logger.info("session open", metadata: ["session": "\(info.session)", "user": "\(info.user)"])
+                relayHeld()
+            case .linkDropped:
+                failUnanswered()
+            }
+        case is ChannelShouldQuiesceEvent:
+            ended = ended ?? "the endpoint is shutting down"
+            context.close(promise: nil)
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    // MARK: - From the client
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let packet = unwrapInboundIn(data)
+        switch state {
+        case .awaitingToken:
+            authenticate(packet)
+        case .handshaking, .authenticating, .pending:
+            held.append(packet)
+        case .bound:
+            if held.isEmpty, relay(packet) { return }
+            held.append(packet)
+            waitForLink()
+        case .refused, .closed:
+            break
+        }
+    }
+
+    /// Reads wait while packets are held: the client's bytes stay in the kernel.
+    func read(context: ChannelHandlerContext) {
+        if mustHoldReads {
+            readDeferred = true
+        } else {
+            context.read()
+        }
+    }
+
+    private var mustHoldReads: Bool {
+        switch state {
+        case .handshaking, .awaitingToken, .refused, .closed: false
+        case .authenticating, .pending: true
+        case .bound: !held.isEmpty
+        }
+    }
+
+    /// Verifies the token and opens the session at the center in a task; the answer comes back
+    /// on the event loop (``opened(_:)`` or ``refuse(_:)``).
+    private func authenticate(_ packet: Packet) {
+        guard let context else { return }
+        state = .authenticating
+        let endpoint = endpoint
+        let outbox = ClientOutbox(channel: context.channel)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        Task {
+            switch await endpoint.authenticate(packet) {
+            case .success(let claims):
+                let info = await endpoint.table.open(
+                    user: claims.address, userID: claims.userID, login: claims.sessionID, device: claims.deviceHash, outbox: outbox)
+                // Before SessionOpen leaves: the center's SessionReady then finds the handler pending.
+                handler.eventLoop.execute { handler.value.opened(info) }
+                await endpoint.link.sendPendingOpens()
+            case .failure(let refusal):
+                handler.eventLoop.execute {
+                    endpoint.logger.notice("authentication refused", metadata: [
+                        "source": "\(handler.value.source)", "code": "\(refusal.code)", "reason": "\(refusal.message)",
+                    ])
+                    handler.value.refuse(refusal)
+                }
+            }
+        }
+    }
+
+    private func opened(_ info: SessionInfo) {
+        guard case .authenticating = state, let context else {
+            // The client left while its token was checked.
+            close(info, fallback: ended ?? "the client disconnected")
+            return
+        }
+        endpoint.logger.debug("token verified; opening the session at the center", metadata: [
+            "session": "\(info.session)", "user": "\(info.user)",
+        ])
+        let table = endpoint.table
+        let timeout = context.eventLoop.scheduleTask(in: TimeAmount(endpoint.configuration.sessionReadyTimeout)) {
+            _ = Task {
+                await table.expire(info.session, error: EndpointError(
+                    .centerUnavailable, "the center did not accept the session in time; retry"))
+            }
+        }
+        state = .pending(info, timeout: timeout)
+    }
+
+    /// Sends `refusal` as the connection's last packet and closes it.
+    private func refuse(_ refusal: EndpointError) {
+        guard let context else { return }
+        state = .refused
+        held = []
+        ClientOutbox(channel: context.channel).writeLast(refusal.packet)
+    }
+
+    /// Relays what was held, in order, while the link takes it; then reads again.
+    private func relayHeld() {
+        guard let context, case .bound = state else { return }
+        var relayed = 0
+        while relayed < held.count, relay(held[relayed]) { relayed += 1 }
+        held.removeFirst(relayed)
+        if !held.isEmpty {
+            waitForLink()
+        } else if readDeferred {
+            readDeferred = false
+            context.read()
+        }
+    }
+
+    private func waitForLink() {
+        guard !waitingForLink, let context else { return }
+        waitingForLink = true
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        endpoint.link.writer.whenWritable {
+            handler.eventLoop.execute {
+                handler.value.waitingForLink = false
+                handler.value.relayHeld()
+            }
+        }
+    }
+
+    /// Handles one packet of a bound session; `false`, doing nothing, when the link is busy.
+    private func relay(_ packet: Packet) -> Bool {
+        guard case .bound(let info) = state else { return true }
+        switch ClientPacketRoute(type: packet.type) {
+        case .ping:
+            EndpointMetrics.messageIn(packet.type)
+            do {
+                reply(Pong(time: try Ping(packet: packet).time).packet)
+            } catch {
+                reply(ErrorMessage(code: error.code, data: error.message).packet)
+            }
+        case .ignore:
+            EndpointMetrics.messageIn(packet.type)
+        case .relay:
+            switch endpoint.link.writer.send(FromClient(session: info.session, payload: packet).packet) {
+            case .sent:
+                EndpointMetrics.messageIn(packet.type)
+                // Its 8 (or 20) comes back through this event loop, so after this count.
+                if packet.type == MessageType.chat.rawValue, packet.body["qos"] != .int(0) { unanswered += 1 }
+            case .busy:
+                return false
+            case .down:
+                EndpointMetrics.messageIn(packet.type)
+                reply(EndpointError.centerUnavailable.packet)
+            }
+        case .refuse(let code, let message):
+            EndpointMetrics.messageIn(packet.type)
+            reply(ErrorMessage(code: code, data: message).packet)
+        }
+        return true
+    }
+
+    /// An answer from the endpoint itself, after what the client was sent before.
+    private func reply(_ packet: Packet) {
+        guard let context else { return }
+        guard context.channel.isWritable else {
+            ended = ended ?? "the client did not read what it was sent"
+            context.close(promise: nil)
+            return
+        }
+        EndpointMetrics.messageOut(packet)
+        context.writeAndFlush(wrapOutboundOut(packet), promise: nil)
+    }
+
+    /// The link dropped: every chat it had not answered gets 20 with 330 now.
+    private func failUnanswered() {
+        guard unanswered > 0 else { return }
+        let error = EndpointError(
+            .centerUnavailable, "the link to the center dropped before it answered; send again with the same client_msg_id").packet
+        for _ in 0..<unanswered { reply(error) }
+        endpoint.logger.notice("chats the center had not answered were failed with 330", metadata: [
+            "source": "\(source)", "chats": "\(unanswered)",
+        ])
+        unanswered = 0
+    }
+
+    // MARK: - To the client
+
+    /// Packets from the session table: an 8 or a 20 answers a relayed chat.
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if unanswered > 0 {
+            let type = unwrapOutboundIn(data).type
+            if type == MessageType.chatAccepted.rawValue || type == MessageType.error.rawValue { unanswered -= 1 }
+        }
+        context.write(data, promise: promise)
+    }
+}
+
+@available(*, unavailable)
+extension ClientSessionHandler: Sendable {}

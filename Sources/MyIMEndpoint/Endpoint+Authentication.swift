@@ -1,0 +1,36 @@
+import Foundation
+import MyIMAuth
+import MyIMLink
+import MyIMWire
+import NIOCore
+
+/// Token auth of a client connection (``ClientSessionHandler`` runs it in a task).
+extension Endpoint {
+    /// The claims of the first packet if it is a valid token auth (41) for this domain.
+    func authenticate(_ packet: Packet) async -> Result<TokenClaims, EndpointError> {
+        guard packet.type == MessageType.tokenAuth.rawValue else {
+            return .failure(EndpointError(
+                .notLoggedIn, "authenticate first: the first message on an endpoint must be token auth (41), not \(packet.type)"))
+        }
+        let auth: TokenAuth
+        let claims: TokenClaims
+        do {
+            auth = try TokenAuth(packet: packet)
+        } catch {
+            return .failure(EndpointError(error.code, error.message))
+        }
+        do {
+            claims = try await verifier.verify(auth.token, now: Date(timeIntervalSince1970: Double(configuration.clock()) / 1000))
+        } catch {
+            return .failure(EndpointError(error.code, error.message))
+        }
+        guard claims.address.lowercased().hasSuffix("@\(configuration.domain.lowercased())") else {
+            return .failure(EndpointError(
+                .unknownDomain, "this endpoint serves \(configuration.domain), not \(claims.address); connect to an endpoint of your domain"))
+        }
+        if let device = auth.device, TokenClaims.deviceHash(of: device) != claims.deviceHash {
+            return .failure(EndpointError(.invalidDevice, "the token was issued to another device; log in again on this one"))
+        }
+        return .success(claims)
+    }
+}
