@@ -136,9 +136,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if ended == nil {
-            ended = (error as? IdleTimeout)?.description ?? "connection error: \(error)"
-        }
+        ended = ended ?? "connection error: \(error)"
         endpoint.logger.debug("connection error", metadata: ["source": "\(source)", "error": "\(error)"])
         context.close(promise: nil)
     }
@@ -156,6 +154,10 @@ final class ClientSessionHandler: ChannelDuplexHandler {
             case .linkDropped:
                 failUnanswered()
             }
+        case IdleStateHandler.IdleStateEvent.read:
+            let milliseconds = endpoint.configuration.idleTimeout.nanoseconds / 1_000_000
+            ended = ended ?? "idle timeout: nothing received for \(milliseconds) ms"
+            context.close(promise: nil)
         case is ChannelShouldQuiesceEvent:
             ended = ended ?? "the endpoint is shutting down"
             context.close(promise: nil)

@@ -23,10 +23,10 @@ public struct ClientListener: Sendable {
 /// Binds the endpoint's client listener.
 ///
 /// Pipeline per connection, socket side first: `IdleStateHandler` (read timeout) →
-/// ``IdleCloseHandler`` → `SecureChannelHandler` → ``ClientSessionHandler``. The idle handler sits
-/// before the secure channel so that it sees raw bytes: any byte from the client, a partial
-/// frame included, keeps the connection alive, and a half-open socket that never sends again
-/// is closed after `idleTimeout`.
+/// `SecureChannelHandler` → ``ClientSessionHandler``, which closes the connection on the idle
+/// handler's read timeout. The idle handler sits before the secure channel so that it sees raw
+/// bytes: any byte from the client, a partial frame included, keeps the connection alive, and a
+/// half-open socket that never sends again is closed after `idleTimeout`.
 enum EndpointListener {
     static func bind(
         _ endpoint: Endpoint, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
@@ -49,12 +49,11 @@ enum EndpointListener {
                 .writeBufferWaterMark, value: .init(low: configuration.maxUnreadBytes / 2, high: configuration.maxUnreadBytes))
             // Client packets are small: an idle connection keeps a small receive buffer (it
             // grows with what arrives).
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
                     try operations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
-                    try operations.addHandler(IdleCloseHandler(timeout: idleTimeout))
                     let secure = SecureChannelHandler(
                         server: ServerChannelStateMachine(identity: configuration.identity, limits: configuration.limits),
                         handshakeTimeout: configuration.handshakeTimeout)
@@ -66,30 +65,3 @@ enum EndpointListener {
         return ClientListener(channel: channel, quiescing: quiescing)
     }
 }
-
-/// The error the idle timeout closes a connection with, so that its handler learns why it ended.
-struct IdleTimeout: Error, CustomStringConvertible {
-    var milliseconds: Int64
-    var description: String { "idle timeout: nothing received for \(milliseconds) ms" }
-}
-
-/// Closes the connection when `IdleStateHandler` reports a read timeout, after firing
-/// ``IdleTimeout`` so that the owner of the channel learns why it ended.
-final class IdleCloseHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-    private let timeout: TimeAmount
-
-    init(timeout: TimeAmount) { self.timeout = timeout }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard case IdleStateHandler.IdleStateEvent.read = event else {
-            context.fireUserInboundEventTriggered(event)
-            return
-        }
-        context.fireErrorCaught(IdleTimeout(milliseconds: timeout.nanoseconds / 1_000_000))
-        context.close(promise: nil)
-    }
-}
-
-@available(*, unavailable)
-extension IdleCloseHandler: Sendable {}

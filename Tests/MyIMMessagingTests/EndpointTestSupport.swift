@@ -207,7 +207,9 @@ actor EndpointTestClient {
     /// written that the connection takes writes again; `false` if it did not (the server has
     /// stopped reading).
     func send(_ packet: Packet, thenWaitWritable timeout: Duration) async -> Bool {
-        channel.writeAndFlush(packet, promise: nil)
+        // On the event loop, so that the write has reached the channel's buffer before the check.
+        let channel = channel
+        try? await channel.eventLoop.submit { channel.writeAndFlush(packet, promise: nil) }.get()
         let deadline = ContinuousClock.now + timeout
         while !channel.isWritable, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
         return channel.isWritable

@@ -246,8 +246,9 @@ import Testing
             let delivery = ChatDelivery(
                 kind: .user, time: 1, senderID: 2, senderName: "bob@alpha.example", targetID: 7, targetName: "alice@alpha.example",
                 content: .text(String(repeating: "x", count: 16 * 1024)), serverMessageID: 1, clientMessageID: "c", qos: .bestEffort)
-            // Up to 32 MiB: far more than the socket buffers and the 256 KiB allowed unread.
-            for _ in 0..<2048 {
+            // Up to 128 MiB: far more than the 256 KiB allowed unread and the socket buffers (Linux
+            // grows a loopback receive buffer up to tcp_rmem's maximum, 32 MiB here).
+            for _ in 0..<8192 {
                 try await harness.center.send(ToClient(sessions: [session], payload: delivery.packet))
                 if await harness.endpoint.sessionCount == 0 { break }
             }
