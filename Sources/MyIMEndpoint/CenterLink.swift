@@ -31,7 +31,8 @@ actor CenterLink {
     private var state = State.down
     /// Incremented by each welcome: which link a `SessionOpen` was sent on.
     private var generation = 0
-    private var lastHeard = ContinuousClock.now
+    /// When the center was last heard from: every packet counts (``LinkDeliveryHandler``).
+    private let activity = LinkActivity()
     /// Set while the link is down and its outage has been logged, so that a long outage logs
     /// one warning and not one per attempt.
     private var outageLogged = false
@@ -64,7 +65,7 @@ actor CenterLink {
             writer.detach()
             if generation != generationBefore {
                 // Chats the center had not answered are failed with 330 by their connections.
-                await table.linkDropped()
+                table.linkDropped()
             }
             do {
                 try await Task.sleep(for: backoff.next())
@@ -86,7 +87,7 @@ actor CenterLink {
     /// the link is down: the next welcome does it).
     func sendPendingOpens() async {
         guard case .up(let generation) = state else { return }
-        for info in await table.claimOpens(generation: generation) {
+        for info in table.claimOpens(generation: generation) {
             // Down: the link dropped, and the next one sends it again.
             guard writer.send(SessionOpen(info: info).packet, evenIfBusy: true) == .sent else { return }
         }
@@ -97,15 +98,16 @@ actor CenterLink {
     private func connectOnce(backoff: inout ReconnectBackoff) async throws {
         let link = try await LinkChannel.connect(
             host: configuration.centerHost, port: configuration.centerPort, serverName: configuration.centerName,
-            protection: configuration.linkProtection, limits: configuration.limits)
-        // The link carries every client's traffic: a deep buffer before relaying pushes back.
-        try await link.channel.eventLoop.submit { [writer] in
-            try link.channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: 4 << 20, high: 8 << 20))
-            try link.channel.pipeline.syncOperations.addHandler(LinkWritabilityHandler(writer: writer), position: .first)
-        }.get()
+            protection: configuration.linkProtection, limits: configuration.limits
+        ) { [writer, table, activity, logger] channel in
+            // The link carries every client's traffic: a deep buffer before relaying pushes back.
+            try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: 4 << 20, high: 8 << 20))
+            try channel.pipeline.syncOperations.addHandler(LinkWritabilityHandler(writer: writer), position: .first)
+            try channel.pipeline.syncOperations.addHandler(LinkDeliveryHandler(table: table, activity: activity, logger: logger))
+        }
         try await link.executeThenClose { inbound, outbound in
-            lastHeard = .now
-            let hello = LinkHello(node: configuration.node, domain: configuration.domain, sessions: await table.boundSessions())
+            activity.heard()
+            let hello = LinkHello(node: configuration.node, domain: configuration.domain, sessions: table.boundSessions())
             try await outbound.write(hello.packet)
             let expected = generation + 1
             try await withThrowingDiscardingTaskGroup { group in
@@ -119,8 +121,7 @@ actor CenterLink {
                 group.addTask { await self.keepAlive(link.channel, outbound: outbound) }
                 await sendPendingOpens()
                 while let packet = try await packets.next() {
-                    lastHeard = .now
-                    await handle(packet, writer: outbound)
+                    try await handle(packet, writer: outbound)
                 }
                 group.cancelAll()
             }
@@ -166,7 +167,7 @@ actor CenterLink {
         do {
             while true {
                 try await Task.sleep(for: configuration.linkPingInterval)
-                if lastHeard.duration(to: .now) > configuration.linkPingInterval * 3 {
+                if activity.silence > configuration.linkPingInterval * 3 {
                     logger.warning("the center has been silent for three ping intervals; reconnecting")
                     channel.close(promise: nil)
                     return
@@ -178,36 +179,19 @@ actor CenterLink {
         }
     }
 
-    private func handle(_ packet: Packet, writer: NIOAsyncChannelOutboundWriter<Packet>) async {
-        do {
-            switch LinkMessageType(rawValue: packet.type) {
-            case .sessionReady:
-                let ready = try SessionReady(packet: packet)
-                if !(await table.bind(ready.session, initial: ready.initial)) {
-                    try await writer.write(SessionClose(session: ready.session, reason: "the client left before the session was ready").packet)
-                }
-            case .toClient:
-                let message = try ToClient(packet: packet)
-                guard let type = MessageType(rawValue: message.payload.type), type.rawValue < MessageType.clientHello.rawValue else {
-                    logger.error("the center sent a client a message of type \(message.payload.type); dropped")
-                    return
-                }
-                await table.deliver(message.payload, to: message.sessions)
-            case .kickSession:
-                let kick = try KickSession(packet: packet)
-                if await table.kick(kick.session, reason: kick.reason) {
-                    logger.info("session kicked", metadata: ["session": "\(kick.session)", "reason": "\(kick.reason)"])
-                }
-            case .ping:
-                let ping = try LinkPing(packet: packet)
-                try await writer.write(LinkPong(time: ping.time).packet)
-            case .pong:
-                break
-            default:
-                logger.warning("unexpected link message from the center", metadata: ["type": "\(packet.type)"])
+    /// What ``LinkDeliveryHandler`` leaves to the link itself.
+    private func handle(_ packet: Packet, writer: NIOAsyncChannelOutboundWriter<Packet>) async throws {
+        switch LinkMessageType(rawValue: packet.type) {
+        case .ping:
+            do {
+                try await writer.write(LinkPong(time: try LinkPing(packet: packet).time).packet)
+            } catch let error as WireError {
+                logger.error("cannot handle a link message", metadata: ["type": "\(packet.type)", "error": "\(error)"])
             }
-        } catch {
-            logger.error("cannot handle a link message", metadata: ["type": "\(packet.type)", "error": "\(error)"])
+        case .pong:
+            break
+        default:
+            logger.warning("unexpected link message from the center", metadata: ["type": "\(packet.type)"])
         }
     }
 

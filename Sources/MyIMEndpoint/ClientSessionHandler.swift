@@ -46,6 +46,8 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     private let established: EventLoopFuture<SecureChannelSession>
     private var state = State.handshaking
     private var context: ChannelHandlerContext?
+    /// The connection's event loop; kept after the handler leaves the pipeline.
+    private var eventLoop: (any EventLoop)?
     private var source = "unknown"
     private var admitted = false
     /// Packets read that cannot be handled yet, in order.
@@ -68,6 +70,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        eventLoop = context.eventLoop
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -124,10 +127,14 @@ final class ClientSessionHandler: ChannelDuplexHandler {
 
     /// Tells the center the session ended, and why: the table's reason (kick, quit, too slow)
     /// if it closed the connection, else `fallback`.
+    ///
+    /// In a task of its own on the event loop: a close can run inline from a write the table
+    /// makes under its lock, and the table's lock is not reentrant.
     private func close(_ info: SessionInfo, fallback: String) {
+        guard let eventLoop else { return }
         let endpoint = endpoint
-        Task {
-            let reason = await endpoint.table.remove(info.session)?.closeReason ?? fallback
+        eventLoop.execute {
+            let reason = endpoint.table.remove(info.session)?.closeReason ?? fallback
             try? endpoint.link.send(SessionClose(session: info.session, reason: reason))
             endpoint.logger.info("session closed", metadata: [
                 "session": "\(info.session)", "user": "\(info.user)", "reason": "\(reason)",
@@ -212,7 +219,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         Task {
             switch await endpoint.authenticate(packet) {
             case .success(let claims):
-                let info = await endpoint.table.open(
+                let info = endpoint.table.open(
                     user: claims.address, userID: claims.userID, login: claims.sessionID, device: claims.deviceHash, outbox: outbox)
                 // Before SessionOpen leaves: the center's SessionReady then finds the handler pending.
                 handler.eventLoop.execute { handler.value.opened(info) }
@@ -239,10 +246,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         ])
         let table = endpoint.table
         let timeout = context.eventLoop.scheduleTask(in: TimeAmount(endpoint.configuration.sessionReadyTimeout)) {
-            _ = Task {
-                await table.expire(info.session, error: EndpointError(
-                    .centerUnavailable, "the center did not accept the session in time; retry"))
-            }
+            table.expire(info.session, error: EndpointError(.centerUnavailable, "the center did not accept the session in time; retry"))
         }
         state = .pending(info, timeout: timeout)
     }

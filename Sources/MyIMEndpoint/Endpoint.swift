@@ -66,7 +66,7 @@ public final class Endpoint: Sendable {
             await listener.closeAll()
             // Each closed connection leaves the table in a task of its own, then tells the center.
             let deadline = ContinuousClock.now + .seconds(2)
-            while await table.count > 0, ContinuousClock.now < deadline {
+            while table.count > 0, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(10))
             }
             group.cancelAll()
@@ -86,15 +86,15 @@ public final class Endpoint: Sendable {
     /// ``EndpointConfiguration/drainTimeout``. Then cancel ``serve(_:)``.
     public func drain() async {
         let notice = Reconnect(reason: "\(configuration.node) is shutting down", next: configuration.peers.first)
-        let open = await table.closeAll(with: notice.packet, reason: "the endpoint is shutting down")
+        let open = table.closeAll(with: notice.packet, reason: "the endpoint is shutting down")
         logger.notice("draining: clients are told to reconnect elsewhere", metadata: [
             "sessions": "\(open)", "next": "\(configuration.peers.first ?? "-")",
         ])
         let deadline = ContinuousClock.now + configuration.drainTimeout
-        while await table.count > 0, ContinuousClock.now < deadline {
+        while table.count > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
-        let left = await table.count
+        let left = table.count
         // Each ended session's SessionClose goes out after it leaves the table.
         try? await Task.sleep(for: .milliseconds(100))
         logger.notice("drained", metadata: ["sessions_left": "\(left)"])
@@ -102,7 +102,7 @@ public final class Endpoint: Sendable {
 
     /// Sessions held right now (pending ones included).
     public var sessionCount: Int {
-        get async { await table.count }
+        get async { table.count }
     }
 
     /// Whether the center has welcomed the current link.
@@ -132,7 +132,7 @@ public final class Endpoint: Sendable {
             // host it shares) with every user at once.
             // Sorted, so that a user sits in the same slice every round; each slice starts at a
             // fixed offset of the round, so that slow calls do not push the later slices back.
-            let users = await table.boundUsers().sorted()
+            let users = table.boundUsers().sorted()
             let slices = stride(from: 0, to: max(users.count, 1), by: configuration.heartbeatSlice).map {
                 Array(users[$0..<min($0 + configuration.heartbeatSlice, users.count)])
             }

@@ -1,6 +1,7 @@
 import MyIMLink
 import MyIMWire
 import NIOCore
+import Synchronization
 
 /// What the table tells a session's connection besides packets (``ClientSessionHandler``).
 enum SessionEvent: Sendable {
@@ -57,7 +58,71 @@ struct ClientOutbox: Sendable {
 /// a client too slow to read them (over the connection's high-water mark) is closed. A session
 /// is *pending* from token auth until the center's `SessionReady`, then *bound*, then *closing*
 /// once a kick or quit has been queued.
-actor SessionTable {
+///
+/// A lock, not an actor: the center link's handler delivers on the link's event loop without a
+/// hop. Packets are written to connections under the lock, so that they leave in the order the
+/// table decided them; nothing a write can run inline on a connection's event loop
+/// (``ClientSessionHandler``) calls back into the table, which would deadlock.
+final class SessionTable: Sendable {
+    private let sessions: Mutex<Sessions>
+
+    init(node: String, clock: @escaping @Sendable () -> Int64) {
+        sessions = Mutex(Sessions(node: node, clock: clock))
+    }
+
+    func open(user: String, userID: Int64, login: String, device: String, outbox: ClientOutbox) -> SessionInfo {
+        sessions.withLock { $0.open(user: user, userID: userID, login: login, device: device, outbox: outbox) }
+    }
+
+    @discardableResult
+    func closeAll(with packet: Packet, reason: String) -> Int {
+        sessions.withLock { $0.closeAll(with: packet, reason: reason) }
+    }
+
+    func bind(_ session: String, initial: WireDict) -> Bool {
+        sessions.withLock { $0.bind(session, initial: initial) }
+    }
+
+    func expire(_ session: String, error: EndpointError) {
+        sessions.withLock { $0.expire(session, error: error) }
+    }
+
+    @discardableResult
+    func remove(_ session: String) -> (info: SessionInfo, closeReason: String?)? {
+        sessions.withLock { $0.remove(session) }
+    }
+
+    @discardableResult
+    func deliver(_ packet: Packet, to sessions: [String]) -> Int {
+        self.sessions.withLock { $0.deliver(packet, to: sessions) }
+    }
+
+    func kick(_ session: String, reason: String) -> Bool {
+        sessions.withLock { $0.kick(session, reason: reason) }
+    }
+
+    func linkDropped() {
+        sessions.withLock { $0.linkDropped() }
+    }
+
+    func claimOpens(generation: Int) -> [SessionInfo] {
+        sessions.withLock { $0.claimOpens(generation: generation) }
+    }
+
+    func boundSessions() -> [SessionInfo] {
+        sessions.withLock { $0.boundSessions() }
+    }
+
+    func boundUsers() -> [String] {
+        sessions.withLock { $0.boundUsers() }
+    }
+
+    var count: Int { sessions.withLock { $0.count } }
+}
+
+/// What ``SessionTable`` guards; see there. A session is *pending* from token auth until the
+/// center's `SessionReady`, then *bound*, then *closing* once a kick or quit has been queued.
+private struct Sessions {
     private enum State {
         /// Waiting for `SessionReady`. `sentOn` is the link generation its `SessionOpen` went
         /// out on, so that each new link sends it exactly once.
@@ -74,7 +139,7 @@ actor SessionTable {
         var closeReason: String?
     }
 
-    let node: String
+    private let node: String
     private let clock: @Sendable () -> Int64
     private var entries: [String: Entry] = [:]
     private var counter: UInt64 = 0
@@ -93,7 +158,7 @@ actor SessionTable {
     // MARK: - Lifecycle
 
     /// Registers an authenticated client as a pending session and gives it its id, `<node>:<counter>`.
-    func open(user: String, userID: Int64, login: String, device: String, outbox: ClientOutbox) -> SessionInfo {
+    mutating func open(user: String, userID: Int64, login: String, device: String, outbox: ClientOutbox) -> SessionInfo {
         counter += 1
         let info = SessionInfo(session: "\(node):\(counter)", user: user, login: login, device: device, since: clock(), userID: userID)
         entries[info.session] = Entry(info: info, state: .pending(sentOn: nil), outbox: outbox)
@@ -106,13 +171,13 @@ actor SessionTable {
     /// sent `packet` (48) after what is already queued for it, then closed. Returns how many
     /// sessions were open.
     @discardableResult
-    func closeAll(with packet: Packet, reason: String) -> Int {
+    mutating func closeAll(with packet: Packet, reason: String) -> Int {
         shutdown = (packet, reason)
         for session in entries.keys { close(session, with: packet, reason: reason) }
         return entries.count
     }
 
-    private func close(_ session: String, with packet: Packet, reason: String) {
+    private mutating func close(_ session: String, with packet: Packet, reason: String) {
         guard let entry = entries[session] else { return }
         if case .closing = entry.state { return }
         finish(session, with: packet, reason: reason)
@@ -124,7 +189,7 @@ actor SessionTable {
     /// A session already bound is left as it is (`true`): a center re-binding the sessions of a
     /// `LinkHello` answers each with `SessionReady` again, and the client, already past 42 and 10,
     /// only gets the deliveries that follow.
-    func bind(_ session: String, initial: WireDict) -> Bool {
+    mutating func bind(_ session: String, initial: WireDict) -> Bool {
         guard let entry = entries[session] else { return false }
         guard case .pending = entry.state else { return true }
         let authOK = AuthOK(username: entry.info.user, sessionID: entry.info.login, serverTime: clock(), node: node)
@@ -138,7 +203,7 @@ actor SessionTable {
 
     /// Gives up on a session still pending (the center did not answer in time, or the endpoint
     /// is stopping): queues `error` and a close. Does nothing to a bound session.
-    func expire(_ session: String, error: EndpointError) {
+    mutating func expire(_ session: String, error: EndpointError) {
         guard let entry = entries[session], case .pending = entry.state else { return }
         finish(session, with: error.packet, reason: "the center did not bind the session")
     }
@@ -146,7 +211,7 @@ actor SessionTable {
     /// Forgets a session whose connection ended; returns what it was, if it was held, and why
     /// the table closed it, if it did.
     @discardableResult
-    func remove(_ session: String) -> (info: SessionInfo, closeReason: String?)? {
+    mutating func remove(_ session: String) -> (info: SessionInfo, closeReason: String?)? {
         pending.remove(session)
         guard let entry = entries.removeValue(forKey: session) else { return nil }
         return (entry.info, entry.closeReason)
@@ -158,7 +223,7 @@ actor SessionTable {
     /// left, or belong to nobody). A quit ack (44) is followed by a close. Returns how many
     /// sessions it was queued for.
     @discardableResult
-    func deliver(_ packet: Packet, to sessions: [String]) -> Int {
+    mutating func deliver(_ packet: Packet, to sessions: [String]) -> Int {
         var delivered = 0
         for session in sessions {
             guard let entry = entries[session], case .bound = entry.state else { continue }
@@ -173,7 +238,7 @@ actor SessionTable {
     }
 
     /// A newer login took over: queues 19 and a close. `false` for a session not held here.
-    func kick(_ session: String, reason: String) -> Bool {
+    mutating func kick(_ session: String, reason: String) -> Bool {
         guard let entry = entries[session] else { return false }
         if case .closing = entry.state { return true }
         finish(session, with: Kicked().packet, reason: "kicked: \(reason)")
@@ -193,7 +258,7 @@ actor SessionTable {
 
     /// Pending sessions whose `SessionOpen` has not been sent on link `generation` yet; they are
     /// marked sent, so that concurrent callers never send one twice on the same link.
-    func claimOpens(generation: Int) -> [SessionInfo] {
+    mutating func claimOpens(generation: Int) -> [SessionInfo] {
         var claimed: [SessionInfo] = []
         for session in pending {
             guard let entry = entries[session], case .pending(let sentOn) = entry.state, sentOn != generation else { continue }
@@ -221,7 +286,7 @@ actor SessionTable {
 
     var count: Int { entries.count }
 
-    private func enqueue(_ packet: Packet, for session: String) {
+    private mutating func enqueue(_ packet: Packet, for session: String) {
         guard let entry = entries[session], !entry.outbox.write(packet) else { return }
         // The client reads slower than it is sent to: close it rather than buffer without
         // bound. Stored (QoS 1) messages come back at its next login.
@@ -232,7 +297,7 @@ actor SessionTable {
     }
 
     /// Writes `packet` as the session's last (19, 44, 48, 20) and closes its connection after it.
-    private func finish(_ session: String, with packet: Packet, reason: String) {
+    private mutating func finish(_ session: String, with packet: Packet, reason: String) {
         guard let entry = entries[session] else { return }
         entries[session]?.state = .closing
         if entry.closeReason == nil { entries[session]?.closeReason = reason }

@@ -28,10 +28,12 @@ public enum LinkChannel {
     }
 
     /// Connects a link to `host:port`; `serverName` is the peer's node name, which its
-    /// certificate must carry.
+    /// certificate must carry. `prepare` runs on the new channel's event loop before the async
+    /// channel wraps it: handlers it adds last see decoded packets before the async channel does.
     public static func connect(
         host: String, port: Int, serverName: String, protection: LinkProtection, limits: WireLimits = .default,
-        timeout: TimeAmount = .seconds(5), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        timeout: TimeAmount = .seconds(5), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        prepare: @escaping @Sendable (any Channel) throws -> Void = { _ in }
     ) async throws -> NIOAsyncChannel<Packet, Packet> {
         try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -41,7 +43,7 @@ public enum LinkChannel {
                     if case .tls(let context) = protection {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
                     }
-                    return try configure(channel, limits: limits)
+                    return try configure(channel, limits: limits, prepare: prepare)
                 }
             }
     }
@@ -110,9 +112,12 @@ public enum LinkChannel {
         return nil
     }
 
-    private static func configure(_ channel: any Channel, limits: WireLimits) throws -> NIOAsyncChannel<Packet, Packet> {
+    private static func configure(
+        _ channel: any Channel, limits: WireLimits, prepare: (any Channel) throws -> Void = { _ in }
+    ) throws -> NIOAsyncChannel<Packet, Packet> {
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PacketFrameDecoder(limits: limits)))
         try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(PacketFrameEncoder()))
+        try prepare(channel)
         return try NIOAsyncChannel<Packet, Packet>(wrappingChannelSynchronously: channel)
     }
 }
