@@ -148,6 +148,7 @@ let package = Package(
             dependencies: [
                 "MyIMWire",
                 "MyIMTopology",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

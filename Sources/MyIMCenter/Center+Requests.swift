@@ -18,8 +18,7 @@ extension Center {
             await reply(ErrorMessage(code: .centerUnavailable, data: "the center is shutting down; retry shortly with the same ids"), to: request.session)
             return
         }
-        Counter(label: "myim_messages_in_total", dimensions: [("role", "center"), ("type", MessageType(rawValue: packet.type).map { "\($0.rawValue)" } ?? "other")])
-            .increment()
+        messagesIn.increment(packet.type)
         do {
             switch MessageType(rawValue: packet.type) {
             case .chat: try await chat(Chat(packet: packet), session: request.session, user: user)

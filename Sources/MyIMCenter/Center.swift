@@ -28,7 +28,7 @@ public actor Center {
 
     struct Link {
         var id: Int
-        var writer: NIOAsyncChannelOutboundWriter<Packet>
+        var outbox: LinkOutbox
     }
 
     public nonisolated let configuration: CenterConfiguration
@@ -38,6 +38,9 @@ public actor Center {
     var sessionByUser: [String: String] = [:]
     var links: [String: Link] = [:]
     var nextLinkID = 0
+    /// `myim_messages_in_total` and `myim_messages_out_total{role="center", type}`.
+    nonisolated let messagesIn = PacketCounters(label: "myim_messages_in_total", role: "center")
+    nonisolated let messagesOut = PacketCounters(label: "myim_messages_out_total", role: "center")
     var userIDs: [String: Int64] = [:]
     var groupCache: [Int64: CachedGroup] = [:]
     /// Per group: group messages stored but not yet fanned out, sent strictly in sequence order.
@@ -97,9 +100,10 @@ public actor Center {
                     logger.warning("link refused", metadata: ["peer": "\(channel.channel.remoteAddress?.description ?? "?")"])
                     return
                 }
-                let id = await register(node: hello.node, writer: outbound)
-                registered = (hello.node, id)
+                // Welcomed before anything the center sends the endpoint through the link's outbox.
                 try await outbound.write(LinkWelcome(node: configuration.node, time: configuration.clock()).packet)
+                let id = await register(node: hello.node, outbox: LinkOutbox(channel: channel.channel))
+                registered = (hello.node, id)
                 for info in hello.sessions { await open(info, endpoint: hello.node, rebinding: true) }
                 try await serveLanes(&packets, from: hello.node, sessions: hello.sessions)
             }
@@ -205,10 +209,10 @@ public actor Center {
         var isIdle: Bool { state.withLock { !$0.running && $0.packets.isEmpty } }
     }
 
-    private func register(node: String, writer: NIOAsyncChannelOutboundWriter<Packet>) -> Int {
+    private func register(node: String, outbox: LinkOutbox) -> Int {
         nextLinkID += 1
         if links[node] != nil { logger.notice("endpoint linked again; the older link is replaced", metadata: ["endpoint": "\(node)"]) }
-        links[node] = Link(id: nextLinkID, writer: writer)
+        links[node] = Link(id: nextLinkID, outbox: outbox)
         logger.info("endpoint linked", metadata: ["endpoint": "\(node)"])
         return nextLinkID
     }
@@ -374,15 +378,16 @@ public actor Center {
 
     // MARK: - Sending
 
+    /// Writes `packet` on the endpoint's link (nothing when it has none: its sessions are
+    /// offline), then waits while that endpoint reads slower than it is sent to.
     func send(_ packet: Packet, toEndpoint endpoint: String) async {
         guard let link = links[endpoint] else { return }
-        do { try await link.writer.write(packet) } catch {
-            logger.notice("write to endpoint failed", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
-        }
+        link.outbox.write(packet)
+        await link.outbox.writable()
     }
 
     func send(_ packet: Packet, toSessions sessions: [String], on endpoint: String) async {
-        Counter(label: "myim_messages_out_total", dimensions: [("role", "center"), ("type", "\(packet.type)")]).increment(by: sessions.count)
+        messagesOut.increment(packet.type, by: sessions.count)
         await send(ToClient(sessions: sessions, payload: packet).packet, toEndpoint: endpoint)
     }
 

@@ -214,7 +214,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         guard let context else { return }
         state = .authenticating
         let endpoint = endpoint
-        let outbox = ClientOutbox(channel: context.channel)
+        let outbox = ClientOutbox(channel: context.channel, counters: endpoint.counters)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         Task {
             switch await endpoint.authenticate(packet) {
@@ -256,7 +256,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         guard let context else { return }
         state = .refused
         held = []
-        ClientOutbox(channel: context.channel).writeLast(refusal.packet)
+        ClientOutbox(channel: context.channel, counters: endpoint.counters).writeLast(refusal.packet)
     }
 
     /// Relays what was held, in order, while the link takes it; then reads again.
@@ -290,28 +290,28 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         guard case .bound(let info) = state else { return true }
         switch ClientPacketRoute(type: packet.type) {
         case .ping:
-            EndpointMetrics.messageIn(packet.type)
+            endpoint.counters.messageIn(packet.type)
             do {
                 reply(Pong(time: try Ping(packet: packet).time).packet)
             } catch {
                 reply(ErrorMessage(code: error.code, data: error.message).packet)
             }
         case .ignore:
-            EndpointMetrics.messageIn(packet.type)
+            endpoint.counters.messageIn(packet.type)
         case .relay:
             switch endpoint.link.writer.send(FromClient(session: info.session, payload: packet).packet) {
             case .sent:
-                EndpointMetrics.messageIn(packet.type)
+                endpoint.counters.messageIn(packet.type)
                 // Its 8 (or 20) comes back through this event loop, so after this count.
                 if packet.type == MessageType.chat.rawValue, packet.body["qos"] != .int(0) { unanswered += 1 }
             case .busy:
                 return false
             case .down:
-                EndpointMetrics.messageIn(packet.type)
+                endpoint.counters.messageIn(packet.type)
                 reply(EndpointError.centerUnavailable.packet)
             }
         case .refuse(let code, let message):
-            EndpointMetrics.messageIn(packet.type)
+            endpoint.counters.messageIn(packet.type)
             reply(ErrorMessage(code: code, data: message).packet)
         }
         return true
@@ -325,7 +325,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        EndpointMetrics.messageOut(packet)
+        endpoint.counters.messageOut(packet)
         context.writeAndFlush(wrapOutboundOut(packet), promise: nil)
     }
 

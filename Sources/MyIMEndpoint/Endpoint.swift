@@ -25,6 +25,7 @@ public final class Endpoint: Sendable {
     let table: SessionTable
     let link: CenterLink
     let limiter: SourceLimiter
+    let counters = EndpointCounters()
     private let listener = Mutex<ClientListener?>(nil)
 
     public init(configuration: EndpointConfiguration, logger: Logger = Logger(label: "myim.endpoint")) async {

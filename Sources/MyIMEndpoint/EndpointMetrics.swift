@@ -1,7 +1,9 @@
 import Foundation
 import Metrics
+import MyIMLink
 import MyIMSecureChannel
 import MyIMWire
+import Synchronization
 
 /// What an endpoint counts (swift-metrics; served as Prometheus text by `myim endpoint` when
 /// the topology gives the node a `metrics` address, and free when it does not).
@@ -20,27 +22,33 @@ enum EndpointMetrics {
         let code = (failure as? SecureChannelError).map { "\($0.code.rawValue)" } ?? "io"
         Counter(label: "myim_handshakes_total", dimensions: [("role", "endpoint"), ("result", "failed"), ("code", code)]).increment()
     }
+}
 
-    /// `myim_messages_in_total{role, type}`: packets from clients, by message type (an unknown
-    /// type counts as `other`, so that clients cannot grow the label set).
-    static func messageIn(_ type: UInt32) {
-        Counter(label: "myim_messages_in_total", dimensions: [("role", "endpoint"), ("type", label(type))]).increment()
+/// What an endpoint counts per packet, with its handles made once (``PacketCounters``).
+final class EndpointCounters: Sendable {
+    /// `myim_messages_in_total{role, type}`: packets from clients, by message type.
+    private let messagesIn = PacketCounters(label: "myim_messages_in_total", role: "endpoint")
+    /// `myim_messages_out_total{role, type}`: packets to clients, by message type.
+    private let messagesOut = PacketCounters(label: "myim_messages_out_total", role: "endpoint")
+    /// `myim_delivery_latency_seconds`: for chat deliveries (18), from the center's server time
+    /// to the write to the client.
+    private let latency = Mutex<Metrics.Timer?>(nil)
+
+    func messageIn(_ type: UInt32) {
+        messagesIn.increment(type)
     }
 
-    /// `myim_messages_out_total{role, type}`, and for chat deliveries (18)
-    /// `myim_delivery_latency_seconds`: from the center's server time to the write to the client.
-    static func messageOut(_ packet: Packet) {
-        Counter(label: "myim_messages_out_total", dimensions: [("role", "endpoint"), ("type", label(packet.type))]).increment()
-        if packet.type == MessageType.chatDelivery.rawValue, case .int(let time)? = packet.body["time"] {
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
-            if now >= time {
-                Metrics.Timer(label: "myim_delivery_latency_seconds", dimensions: [("role", "endpoint")])
-                    .recordNanoseconds((now - time) * 1_000_000)
-            }
+    func messageOut(_ packet: Packet) {
+        messagesOut.increment(packet.type)
+        guard packet.type == MessageType.chatDelivery.rawValue, case .int(let time)? = packet.body["time"] else { return }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        guard now >= time else { return }
+        let timer = latency.withLock { timer in
+            if let timer { return timer }
+            let made = Metrics.Timer(label: "myim_delivery_latency_seconds", dimensions: [("role", "endpoint")])
+            timer = made
+            return made
         }
-    }
-
-    private static func label(_ type: UInt32) -> String {
-        MessageType(rawValue: type).map { "\($0.rawValue)" } ?? "other"
+        timer.recordNanoseconds((now - time) * 1_000_000)
     }
 }

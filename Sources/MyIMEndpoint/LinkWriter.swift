@@ -1,3 +1,4 @@
+import MyIMLink
 import MyIMWire
 import NIOCore
 import Synchronization
@@ -6,7 +7,8 @@ import Synchronization
 /// ``CenterLink``'s actor.
 ///
 /// Client connections relay through it straight from their event loops, so a client's packets
-/// reach the center in the order they were read. Past the link's high-water mark the link is
+/// reach the center in the order they were read; packets from all of them share the link's
+/// flushes (``LinkOutbox``). Past the link's high-water mark the link is
 /// *busy*: a connection then holds what it read, stops reading (TCP pushes back on the client)
 /// and asks to be resumed when the link drains (``whenWritable(_:)``).
 final class LinkWriter: Sendable {
@@ -19,7 +21,7 @@ final class LinkWriter: Sendable {
     }
 
     private struct State {
-        var channel: (any Channel)?
+        var outbox: LinkOutbox?
         var waiters: [@Sendable () -> Void] = []
     }
 
@@ -27,14 +29,15 @@ final class LinkWriter: Sendable {
 
     /// The center welcomed `channel`: writes go to it from now on.
     func attach(_ channel: any Channel) {
-        state.withLock { $0.channel = channel }
+        let outbox = LinkOutbox(channel: channel)
+        state.withLock { $0.outbox = outbox }
     }
 
     /// The link is gone: writes fail with ``Outcome/down`` until the next ``attach(_:)``, and
     /// whoever waited for the link to drain is resumed (to find it down).
     func detach() {
         let waiters = state.withLock { state in
-            state.channel = nil
+            state.outbox = nil
             defer { state.waiters = [] }
             return state.waiters
         }
@@ -44,16 +47,16 @@ final class LinkWriter: Sendable {
     /// Writes and flushes `packet` unless the link is down, or busy and `evenIfBusy` is false
     /// (the link's own small messages — opens and closes of sessions — never wait).
     func send(_ packet: Packet, evenIfBusy: Bool = false) -> Outcome {
-        guard let channel = state.withLock({ $0.channel }) else { return .down }
-        guard evenIfBusy || channel.isWritable else { return .busy }
-        channel.writeAndFlush(packet, promise: nil)
+        guard let outbox = state.withLock({ $0.outbox }) else { return .down }
+        guard evenIfBusy || outbox.channel.isWritable else { return .busy }
+        outbox.write(packet)
         return .sent
     }
 
     /// Calls `resume` once the link takes writes again or goes down; at once if it already does.
     func whenWritable(_ resume: @escaping @Sendable () -> Void) {
         let now = state.withLock { state -> Bool in
-            guard let channel = state.channel, !channel.isWritable else { return true }
+            guard let channel = state.outbox?.channel, !channel.isWritable else { return true }
             state.waiters.append(resume)
             return false
         }
@@ -63,7 +66,7 @@ final class LinkWriter: Sendable {
     fileprivate func writabilityChanged(_ channel: any Channel) {
         guard channel.isWritable else { return }
         let waiters = state.withLock { state -> [@Sendable () -> Void] in
-            guard state.channel === channel else { return [] }
+            guard state.outbox?.channel === channel else { return [] }
             defer { state.waiters = [] }
             return state.waiters
         }

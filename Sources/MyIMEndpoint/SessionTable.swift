@@ -15,6 +15,7 @@ enum SessionEvent: Sendable {
 /// (the table's actor, or the connection's own handler) reach the client in that order.
 struct ClientOutbox: Sendable {
     let channel: any Channel
+    let counters: EndpointCounters
 
     /// How long a closing connection may take to hand its last packet to the kernel before it
     /// is closed anyway (a client that stopped reading).
@@ -24,7 +25,7 @@ struct ClientOutbox: Sendable {
     /// was sent to it before (more than the channel's high-water mark is waiting).
     func write(_ packet: Packet) -> Bool {
         guard channel.isWritable else { return false }
-        EndpointMetrics.messageOut(packet)
+        counters.messageOut(packet)
         channel.writeAndFlush(packet, promise: nil)
         return true
     }
@@ -32,7 +33,7 @@ struct ClientOutbox: Sendable {
     /// Writes `packet` (19, 44, 48, 20) and closes the connection once it, and so everything
     /// written before, has reached the kernel, or after ``lastWriteGrace``.
     func writeLast(_ packet: Packet) {
-        EndpointMetrics.messageOut(packet)
+        counters.messageOut(packet)
         let channel = channel
         let grace = channel.eventLoop.scheduleTask(in: Self.lastWriteGrace) { channel.close(promise: nil) }
         channel.writeAndFlush(packet).whenComplete { _ in
