@@ -47,6 +47,16 @@ public struct WireParser {
         return dict
     }
 
+    /// The readable bytes as a string if they are valid UTF-8. ASCII (every key, most values) is
+    /// recognised by a plain scan and decoded without a second check; anything else goes
+    /// through the standard library's validation.
+    static func utf8String(_ bytes: ByteBuffer) -> String? {
+        bytes.withUnsafeReadableBytes { raw in
+            if !raw.contains(where: { $0 >= 0x80 }) { return String(decoding: raw, as: UTF8.self) }
+            return String(validating: raw, as: UTF8.self)
+        }
+    }
+
     private func readKey(_ buffer: inout ByteBuffer, path: [String]) throws(WireError) -> String {
         guard let keyLength = buffer.readInteger(as: UInt8.self) else {
             throw .at(path, .truncated, "input ends inside a key length")
@@ -58,7 +68,7 @@ public struct WireParser {
         guard let keyBytes = buffer.readSlice(length: Int(keyLength)) else {
             throw .at(path, .truncated, "input ends inside a key")
         }
-        guard let key = String(validating: keyBytes.readableBytesView, as: UTF8.self) else {
+        guard let key = Self.utf8String(keyBytes) else {
             throw .at(path, .invalidUTF8, "a key is not valid UTF-8")
         }
         return key
@@ -117,7 +127,7 @@ public struct WireParser {
             guard length <= limits.maxStringLength else {
                 throw .at(label.appended(to: path), .stringTooLong, "a string is \(length) bytes, more than \(limits.maxStringLength)")
             }
-            guard let string = String(validating: slice.readableBytesView, as: UTF8.self) else {
+            guard let string = Self.utf8String(slice) else {
                 throw .at(label.appended(to: path), .invalidUTF8, "a string is not valid UTF-8")
             }
             return .string(string)

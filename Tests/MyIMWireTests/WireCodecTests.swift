@@ -393,6 +393,14 @@ struct WireCodecTests {
         #expect(error?.message.contains("(at d)") == true)
     }
 
+    /// Keys and strings beyond ASCII (two-, three- and four-byte scalars) decode as written;
+    /// ASCII ones take a shorter path through the parser, these the full check.
+    @Test(arguments: ["é", "消息", "中文 and ASCII", "🙂", "a\u{7F}"])
+    func validUTF8BeyondASCII(text: String) throws {
+        let body = rawEntry(text, T.string, Array(text.utf8))
+        #expect(try parse(body).get() == [text: .string(text)])
+    }
+
     @Test(arguments: [
         [0xFF] as [UInt8],
         [0x80],  // lone continuation byte
