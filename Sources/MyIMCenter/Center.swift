@@ -131,6 +131,9 @@ public actor Center {
             var lanes: [String: (lane: Lane, sessions: Int)] = [:]
             /// Users whose last session closed while their lane was still busy: dropped once idle.
             var retiring: Set<String> = []
+            /// Swept when it has grown to this size, so that a mass close (a draining endpoint)
+            /// costs each close O(1) and not a scan of every retiring user.
+            var sweepAt = 64
             var userOfSession = Dictionary(known.map { ($0.session, $0.user) }, uniquingKeysWith: { first, _ in first })
             for info in known { lanes[info.user, default: (Lane(), 0)].sessions += 1 }
             while let packet = try await packets.next() {
@@ -173,9 +176,12 @@ public actor Center {
                     if remaining <= 1 { retiring.insert(user) }
                     // A lane still busy keeps its place, so that a new session of the user
                     // queues behind what is left of the old one.
-                    for idle in retiring where lanes[idle]?.sessions == 0 && lanes[idle]?.lane.isIdle == true {
-                        lanes[idle] = nil
-                        retiring.remove(idle)
+                    if retiring.count >= sweepAt {
+                        for idle in retiring where lanes[idle]?.sessions == 0 && lanes[idle]?.lane.isIdle == true {
+                            lanes[idle] = nil
+                            retiring.remove(idle)
+                        }
+                        sweepAt = max(64, retiring.count * 2)
                     }
                 }
             }

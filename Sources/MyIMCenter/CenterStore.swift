@@ -90,6 +90,7 @@ public final class CenterStore: Sendable {
     // MARK: - Users and profiles
 
     /// Records a user seen at login (address and user id from the token) and its last seen time.
+    /// A time never moves back: writes that land out of order keep the latest.
     public func touch(user: String, userID: Int64, now: Int64) async throws {
         try await pool.write { db in try Self.touch(db, user: user, userID: userID, now: now) }
     }
@@ -97,7 +98,8 @@ public final class CenterStore: Sendable {
     static func touch(_ db: Database, user: String, userID: Int64, now: Int64) throws {
         try db.cachedStatement(sql: """
             INSERT INTO user (address, user_id, last_seen) VALUES (?, ?, ?)
-            ON CONFLICT(address) DO UPDATE SET user_id = excluded.user_id, last_seen = excluded.last_seen
+            ON CONFLICT(address) DO UPDATE SET user_id = excluded.user_id,
+                last_seen = max(coalesce(user.last_seen, excluded.last_seen), excluded.last_seen)
             """).execute(arguments: [user, userID, now])
     }
 

@@ -81,6 +81,11 @@ struct CenterStoreTests {
         #expect(seven.userID == 8 && seven.lastSeen == 5_000)
         #expect(try await reopened.profile(of: "u49@alpha.example")?.lastSeen == 1_049)
         #expect(try await reopened.userID(of: "u0@alpha.example") == 1)
+        // A time that lands late (an older close written after a newer one) does not move it back.
+        try await reopened.touch(user: "u7@alpha.example", userID: 8, now: 4_000)
+        #expect(try await reopened.profile(of: "u7@alpha.example")?.lastSeen == 5_000)
+        try await reopened.touch(user: "u7@alpha.example", userID: 8, now: 6_000)
+        #expect(try await reopened.profile(of: "u7@alpha.example")?.lastSeen == 6_000)
     }
 
     /// A session's opening read: friends, unread messages in order (at most the limit) and groups.
