@@ -98,12 +98,14 @@ actor CenterLink {
     private func connectOnce(backoff: inout ReconnectBackoff) async throws {
         let link = try await LinkChannel.connect(
             host: configuration.centerHost, port: configuration.centerPort, serverName: configuration.centerName,
-            protection: configuration.linkProtection, limits: configuration.limits
-        ) { [writer, table, activity, logger] channel in
+            protection: configuration.linkProtection, limits: configuration.limits,
+            // Deliveries go to clients as the center encoded them (LinkDeliveryHandler).
+            leftEncoded: [LinkMessageType.toClient.rawValue]
+        ) { [writer, table, activity, logger, limits = configuration.limits] channel in
             // The link carries every client's traffic: a deep buffer before relaying pushes back.
             try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: 4 << 20, high: 8 << 20))
             try channel.pipeline.syncOperations.addHandler(LinkWritabilityHandler(writer: writer), position: .first)
-            try channel.pipeline.syncOperations.addHandler(LinkDeliveryHandler(table: table, activity: activity, logger: logger))
+            try channel.pipeline.syncOperations.addHandler(LinkDeliveryHandler(table: table, activity: activity, logger: logger, limits: limits))
         }
         try await link.executeThenClose { inbound, outbound in
             activity.heard()

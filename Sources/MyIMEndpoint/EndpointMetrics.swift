@@ -40,7 +40,7 @@ final class EndpointCounters: Sendable {
 
     func messageOut(_ packet: Packet) {
         messagesOut.increment(packet.type)
-        guard packet.type == MessageType.chatDelivery.rawValue, case .int(let time)? = packet.body["time"] else { return }
+        guard packet.type == MessageType.chatDelivery.rawValue, let time = packet.int("time") else { return }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         guard now >= time else { return }
         let timer = latency.withLock { timer in

@@ -33,11 +33,13 @@ final class LinkDeliveryHandler: ChannelInboundHandler, RemovableChannelHandler 
     private let table: SessionTable
     private let activity: LinkActivity
     private let logger: Logger
+    private let limits: WireLimits
 
-    init(table: SessionTable, activity: LinkActivity, logger: Logger) {
+    init(table: SessionTable, activity: LinkActivity, logger: Logger, limits: WireLimits) {
         self.table = table
         self.activity = activity
         self.logger = logger
+        self.limits = limits
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -45,7 +47,8 @@ final class LinkDeliveryHandler: ChannelInboundHandler, RemovableChannelHandler 
         do {
             switch LinkMessageType(rawValue: packet.type) {
             case .toClient:
-                let message = try ToClient(packet: packet)
+                // The payload stays as the center encoded it: the client parses it, not the endpoint.
+                let message = try ToClient(forwarding: packet, limits: limits)
                 guard message.payload.type < MessageType.clientHello.rawValue, MessageType(rawValue: message.payload.type) != nil else {
                     logger.error("the center sent a client a message of type \(message.payload.type); dropped")
                     return

@@ -30,10 +30,11 @@ public enum LinkChannel {
     /// Connects a link to `host:port`; `serverName` is the peer's node name, which its
     /// certificate must carry. `prepare` runs on the new channel's event loop before the async
     /// channel wraps it: handlers it adds last see decoded packets before the async channel does.
+    /// Packets of the types in `leftEncoded` arrive with their body unparsed (``PacketFrameDecoder``).
     public static func connect(
         host: String, port: Int, serverName: String, protection: LinkProtection, limits: WireLimits = .default,
         timeout: TimeAmount = .seconds(5), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        prepare: @escaping @Sendable (any Channel) throws -> Void = { _ in }
+        leftEncoded: Set<UInt32> = [], prepare: @escaping @Sendable (any Channel) throws -> Void = { _ in }
     ) async throws -> NIOAsyncChannel<Packet, Packet> {
         try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -43,7 +44,7 @@ public enum LinkChannel {
                     if case .tls(let context) = protection {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
                     }
-                    return try configure(channel, limits: limits, prepare: prepare)
+                    return try configure(channel, limits: limits, leftEncoded: leftEncoded, prepare: prepare)
                 }
             }
     }
@@ -113,9 +114,9 @@ public enum LinkChannel {
     }
 
     private static func configure(
-        _ channel: any Channel, limits: WireLimits, prepare: (any Channel) throws -> Void = { _ in }
+        _ channel: any Channel, limits: WireLimits, leftEncoded: Set<UInt32> = [], prepare: (any Channel) throws -> Void = { _ in }
     ) throws -> NIOAsyncChannel<Packet, Packet> {
-        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PacketFrameDecoder(limits: limits)))
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PacketFrameDecoder(limits: limits, leftEncoded: leftEncoded)))
         try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(PacketFrameEncoder()))
         try prepare(channel)
         return try NIOAsyncChannel<Packet, Packet>(wrappingChannelSynchronously: channel)

@@ -238,6 +238,27 @@ public struct ToClient: LinkMessage {
     public var body: WireDict {
         ["sessions": .list(sessions.map(WireValue.string)), "type": .int(Int64(payload.type)), "body": .dict(payload.body)]
     }
+
+    /// Reads a `ToClient` whose payload is to be passed on as it is: from a packet with an
+    /// encoded body (``PacketFrameDecoder/leftEncoded``) the payload keeps the bytes it came in
+    /// (``Packet/encodedBody``), parsed by the client only; from a parsed one, as ``init(packet:)``.
+    public init(forwarding packet: Packet, limits: WireLimits = .default) throws(WireError) {
+        guard let encoded = packet.encodedBody else {
+            try self.init(packet: packet)
+            return
+        }
+        guard packet.type == Self.linkType.rawValue else {
+            throw WireError(.unexpectedMessage, "expected link message \(Self.linkType.rawValue) (\(Self.linkType)), got \(packet.type)")
+        }
+        let (body, payloadBody) = try WireParser.parseBody(encoded, keepingEncoded: "body", limits: limits)
+        let sessions = try body.stringList("sessions")
+        let type = UInt32(truncatingIfNeeded: try body.int("type"))
+        guard let payloadBody else {
+            _ = try body.dict("body")  // Names what is wrong: absent, or not a dict.
+            throw .missingKey("body")
+        }
+        self.init(sessions: sessions, payload: Packet(type: type, encodedBody: payloadBody))
+    }
 }
 
 /// 2008, center → endpoint: close this session (a newer login of the same user took over):

@@ -1,13 +1,37 @@
 import NIOCore
 
 /// Layer 2: `msg-type u32 | body-len u32 | body`, the body a layer-3 dict.
+///
+/// A packet passed on unchanged (an endpoint forwarding what the center encoded for a client)
+/// can carry its body as the bytes it came in, ``encodedBody``, and is then written as those
+/// bytes without being parsed and encoded again; its ``body`` is empty.
 public struct Packet: Hashable, Sendable {
     public var type: UInt32
     public var body: WireDict
+    /// The body's wire encoding, for a packet made with ``init(type:encodedBody:)``.
+    public private(set) var encodedBody: ByteBuffer?
 
     public init(type: UInt32, body: WireDict = WireDict()) {
         self.type = type
         self.body = body
+    }
+
+    /// A packet whose body is already encoded (a dict body's bytes, not parsed here): the
+    /// sender vouches for them, the receiver parses them as any body.
+    public init(type: UInt32, encodedBody: ByteBuffer) {
+        self.type = type
+        self.body = WireDict()
+        self.encodedBody = encodedBody
+    }
+
+    /// The top-level int under `key`, from ``body`` or, for an encoded body, read from its bytes
+    /// without parsing the rest; nil when absent, not an int, or the bytes are malformed.
+    public func int(_ key: String) -> Int64? {
+        guard let encodedBody else {
+            if case .int(let value)? = body[key] { return value }
+            return nil
+        }
+        return WireParser.topLevelInt(key, in: encodedBody)
     }
 
     /// Size of the packet header.
@@ -22,7 +46,12 @@ extension ByteBuffer {
         writeInteger(packet.type)
         let lengthIndex = writerIndex
         writeInteger(UInt32(0))
-        let bodyLength = writeWireDict(packet.body)
+        let bodyLength: Int
+        if var encoded = packet.encodedBody {
+            bodyLength = writeBuffer(&encoded)
+        } else {
+            bodyLength = writeWireDict(packet.body)
+        }
         setInteger(UInt32(bodyLength), at: lengthIndex)
         return writerIndex - start
     }

@@ -8,6 +8,9 @@ import NIOCore
 public struct WireParser {
     public let limits: WireLimits
     private var valueCount = 0
+    /// A top-level key whose dict value is kept as its bytes (``parseBody(_:keepingEncoded:limits:)``).
+    private var keptKey: String?
+    private var kept: ByteBuffer?
 
     public init(limits: WireLimits = .default) {
         self.limits = limits
@@ -18,6 +21,37 @@ public struct WireParser {
         var parser = WireParser(limits: limits)
         var body = body
         return try parser.parseDict(&body, depth: 1, path: [])
+    }
+
+    /// Parses a body dict except the dict value under the top-level `key`, which is returned as
+    /// its bytes, unparsed (nil when the key is absent): for a body that carries another
+    /// packet's body to pass on as it is. Everything else is checked as ``parseBody(_:limits:)``
+    /// checks it; the kept bytes only for their length.
+    public static func parseBody(
+        _ body: ByteBuffer, keepingEncoded key: String, limits: WireLimits = .default
+    ) throws(WireError) -> (body: WireDict, kept: ByteBuffer?) {
+        var parser = WireParser(limits: limits)
+        parser.keptKey = key
+        var body = body
+        let dict = try parser.parseDict(&body, depth: 1, path: [])
+        return (dict, parser.kept)
+    }
+
+    /// The int under the top-level `key` of an encoded body, read by skipping the other entries
+    /// (nothing is allocated); nil when absent, not an int, or the bytes are malformed.
+    public static func topLevelInt(_ key: String, in body: ByteBuffer) -> Int64? {
+        var buffer = body
+        while buffer.readableBytes > 0 {
+            guard let keyLength = buffer.readInteger(as: UInt8.self),
+                  let keyBytes = buffer.readSlice(length: Int(keyLength)),
+                  let (typeByte, length) = buffer.readMultipleIntegers(as: (UInt8, UInt32).self),
+                  let value = buffer.readSlice(length: Int(length))
+            else { return nil }
+            guard keyBytes.readableBytesView.elementsEqual(key.utf8) else { continue }
+            guard typeByte == WireValue.Kind.int.rawValue, length == 8 else { return nil }
+            return value.getInteger(at: value.readerIndex, as: Int64.self)
+        }
+        return nil
     }
 
     private mutating func parseDict(_ buffer: inout ByteBuffer, depth: Int, path: [String]) throws(WireError) -> WireDict {
@@ -40,6 +74,11 @@ public struct WireParser {
                     throw .at(path, .duplicateKey, "key '\(key)' appears twice")
                 }
                 if dict.count == 16 { seen = Set(dict.entries.map(\.key) + [key]) }
+            }
+            if depth == 1, key == keptKey, kept != nil { throw .at(path, .duplicateKey, "key '\(key)' appears twice") }
+            if depth == 1, key == keptKey, buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) == WireValue.Kind.dict.rawValue {
+                kept = try readEncodedValue(&buffer, path: path, key: key)
+                continue
             }
             let value = try readTypedValue(&buffer, depth: depth, path: path, label: .key(key))
             dict.appendUnchecked(key, value)
@@ -86,6 +125,17 @@ public struct WireParser {
             case .index(let index): path + ["[\(index)]"]
             }
         }
+    }
+
+    /// Reads a value's header and returns its bytes, unparsed.
+    private mutating func readEncodedValue(_ buffer: inout ByteBuffer, path: [String], key: String) throws(WireError) -> ByteBuffer {
+        guard let (_, length) = buffer.readMultipleIntegers(as: (UInt8, UInt32).self),
+              let length = Int(exactly: length), length <= buffer.readableBytes
+        else {
+            throw .at(path + [key], .truncated, "the value claims more bytes than remain")
+        }
+        valueCount += 1
+        return buffer.readSlice(length: length)!
     }
 
     /// Reads `value-type u8 | value-len u32 | value` from `buffer`.

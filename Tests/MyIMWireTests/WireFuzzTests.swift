@@ -104,6 +104,30 @@ private func check(_ bytes: [UInt8], stats: inout FuzzStats) -> [String] {
             if !(100...114).contains(error.code.rawValue) { problems.append("unexpected code \(error.code): \(error)") }
         }
 
+        // The body with one top-level dict left encoded (what an endpoint forwards): it never
+        // fails where the full parse succeeds, and agrees with it on everything.
+        if bytes.count >= Packet.headerSize {
+            let body = ByteBuffer(bytes: bytes[Packet.headerSize...])
+            let full = try? WireParser.parseBody(body, limits: limits)
+            let keys = full.map { $0.entries.compactMap { entry -> String? in if case .dict = entry.value { entry.key } else { nil } } } ?? []
+            for key in keys.prefix(2) + ["body"] {
+                do throws(WireError) {
+                    let (rest, kept) = try WireParser.parseBody(body, keepingEncoded: key, limits: limits)
+                    if let full {
+                        var expected = full
+                        if full[key]?.isDict == true { expected[key] = nil }
+                        if rest != expected { problems.append("keeping '\(key)' changed the rest") }
+                        if let kept, (try? WireParser.parseBody(kept, limits: limits)).map(WireValue.dict) != full[key] {
+                            problems.append("the kept '\(key)' does not parse to the full parse's value")
+                        }
+                    }
+                } catch {
+                    if full != nil { problems.append("keeping '\(key)' failed where the full parse succeeded: \(error)") }
+                    if !(100...114).contains(error.code.rawValue) { problems.append("unexpected code \(error.code): \(error)") }
+                }
+            }
+        }
+
         // A stream holding any number of packets, read to the end, with both size caps.
         for maxSize in [limits.maxFrameSize, limits.maxHandshakePacketSize] {
             var stream = ByteBuffer(bytes: bytes)
@@ -253,4 +277,8 @@ struct WireFuzzTests {
         print("WireFuzzTests.corpusReplay: \(files.count) files; \(stats)")
         #expect(files.count > 0, "the Fuzz resource folder holds no corpus")
     }
+}
+
+private extension WireValue {
+    var isDict: Bool { if case .dict = self { true } else { false } }
 }
