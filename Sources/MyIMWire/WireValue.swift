@@ -57,8 +57,15 @@ public struct WireDict: Hashable, Sendable, ExpressibleByDictionaryLiteral {
 
     public init() {}
 
+    /// A literal's keys are appended in order without a search each (messages build their
+    /// bodies this way); like `Dictionary`, a literal that repeats a key is a programming error,
+    /// caught by an assertion in debug builds (the tests).
     public init(dictionaryLiteral elements: (String, WireValue)...) {
-        for (key, value) in elements { self[key] = value }
+        entries.reserveCapacity(elements.count)
+        for (key, value) in elements {
+            assert(!entries.contains { $0.key == key }, "key '\(key)' repeated in a WireDict literal")
+            entries.append(Entry(key: key, value: value))
+        }
     }
 
     public var count: Int { entries.count }
