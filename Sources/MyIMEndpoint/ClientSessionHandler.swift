@@ -105,6 +105,9 @@ final class ClientSessionHandler: ChannelDuplexHandler {
             return
         }
         state = .awaitingToken
+        // Packets read before this (none, as the secure channel reports itself established
+        // before its first packet): the first is the token, the rest wait for the session.
+        if !held.isEmpty { authenticate(held.removeFirst()) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
