@@ -218,6 +218,8 @@ table([(key, grouped[key]) for key in steps], [
     ("  of which redis", lambda r: r["rss_bytes_per_connection"].get("redis"), "-"),
     ("kernel slab B per connection (both ends)", lambda r: r.get("kernel_slab_bytes_per_connection"), "-"),
     ("connections opened/s", lambda r: r["connects_per_s"], "higher"),
+    ("  server CPU us per connection opened", lambda r: r.get("server_cpu_us_per_connect"), "lower"),
+    ("  server cores busy while opening", lambda r: r.get("server_cores_busy"), "-"),
 ])
 
 if scales:
