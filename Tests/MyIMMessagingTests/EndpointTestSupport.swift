@@ -218,6 +218,15 @@ actor EndpointTestClient {
     /// Stops reading, as a client that hangs would.
     func pauseReading() { paused = true }
 
+    /// Reads again after ``pauseReading()``.
+    func resumeReading() { paused = false }
+
+    /// Every packet received so far, removed from the queue.
+    func drain() -> [Packet] {
+        defer { packets = [] }
+        return packets
+    }
+
     private func pump(_ connection: NIOAsyncChannel<Packet, Packet>) async {
         try? await connection.executeThenClose { inbound, outbound in
             writer = outbound

@@ -161,6 +161,29 @@ import Testing
         }
     }
 
+    /// A kick behind deliveries the client has not read yet (tens of MiB, past the socket
+    /// buffers, still in the endpoint's): the connection closes only once 19 has been written,
+    /// so a client that reads again gets every delivery and then 19.
+    @Test func aKickBehindUnreadDeliveriesStillReachesTheClient() async throws {
+        try await EndpointHarness.with({ $0.maxUnreadBytes = 256 << 20 }) { harness in
+            let (client, session) = try await harness.authenticated()
+            await client.pauseReading()
+            let delivery = ChatDelivery(
+                kind: .user, time: 1, senderID: 2, senderName: "bob@alpha.example", targetID: 7, targetName: "alice@alpha.example",
+                content: .text(String(repeating: "x", count: 60 * 1024)), serverMessageID: 1, clientMessageID: "c", qos: .bestEffort)
+            // 48 MiB: more than loopback's socket buffers hold (up to 32 + 4 MiB here).
+            let count = 800
+            for _ in 0..<count { try await harness.center.send(ToClient(sessions: [session], payload: delivery.packet)) }
+            try await harness.center.send(KickSession(session: session, reason: "newer login"))
+            try await Task.sleep(for: .milliseconds(500))
+            await client.resumeReading()
+            #expect(await client.waitClosed(timeout: .seconds(20)))
+            let received = await client.drain()
+            #expect(received.filter { $0.type == MessageType.chatDelivery.rawValue }.count == count)
+            #expect(received.last?.type == MessageType.kicked.rawValue)
+        }
+    }
+
     @Test func quitIsRelayedAndTheConnectionClosesAfterTheAck() async throws {
         try await EndpointHarness.with { harness in
             let (client, session) = try await harness.authenticated()
@@ -224,6 +247,30 @@ import Testing
                 #expect(relayed.session == session)
                 #expect(try Chat(packet: relayed.payload).clientMessageID == "c\(number)")
             }
+        }
+    }
+
+    /// Closing the listener closes every connection it accepted, and the center hears why
+    /// for each session.
+    @Test func shuttingTheListenerDownClosesEveryConnectionAndTellsTheCenter() async throws {
+        try await EndpointHarness.with { harness in
+            var clients: [EndpointTestClient] = []
+            var sessions: Set<String> = []
+            for user in ["alice", "bob", "carol"] {
+                let (client, session) = try await harness.authenticated("\(user)@alpha.example")
+                clients.append(client)
+                sessions.insert(session)
+            }
+            try await harness.endpoint.shutdown()
+            for client in clients { #expect(await client.waitClosed()) }
+            var closed: Set<String> = []
+            for _ in sessions {
+                let close = try SessionClose(packet: try #require(await harness.center.take(.sessionClose)))
+                #expect(close.reason == "the endpoint is shutting down")
+                closed.insert(close.session)
+            }
+            #expect(closed == sessions)
+            #expect(await endpointEventually { await harness.endpoint.sessionCount == 0 })
         }
     }
 
