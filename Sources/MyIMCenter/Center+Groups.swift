@@ -193,9 +193,7 @@ extension Center {
             }
             byEndpoint[session.endpoint, default: []].append(sessionID)
         }
-        for (endpoint, sessionIDs) in byEndpoint {
-            await send(packet, toSessions: sessionIDs, on: endpoint)
-        }
+        await send(packet, byEndpoint: byEndpoint)
     }
 
     /// Sends `packet` to those of `members` who are online, one ``ToClient`` per endpoint.
@@ -205,6 +203,12 @@ extension Center {
             guard let sessionID = sessionByUser[member], let session = sessions[sessionID] else { continue }
             byEndpoint[session.endpoint, default: []].append(sessionID)
         }
+        await send(packet, byEndpoint: byEndpoint)
+    }
+
+    /// One ``ToClient`` per endpoint; a body going to more than one is encoded once.
+    private func send(_ packet: Packet, byEndpoint: [String: [String]]) async {
+        let packet = byEndpoint.count > 1 ? packet.encodingBody() : packet
         for (endpoint, sessionIDs) in byEndpoint {
             await send(packet, toSessions: sessionIDs, on: endpoint)
         }

@@ -103,15 +103,21 @@ extension Center {
                 await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time), to: session)
             case .stored(let id, let time):
                 await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time), to: session)
-                let packet = delivery(id, time).packet
-                await deliverLive(packet, to: target)
-                if target != user { await reply(delivery(id, time), to: session) }
+                await deliver(delivery(id, time).packet, to: target, echoingTo: session, of: user)
             }
         case .bestEffort:
             let id = try await store.allocateMessageID()
-            let packet = delivery(id, now).packet
-            await deliverLive(packet, to: target)
-            if target != user { await reply(delivery(id, now), to: session) }
+            await deliver(delivery(id, now).packet, to: target, echoingTo: session, of: user)
+        }
+    }
+
+    /// A 1:1 delivery goes to the recipient's live session and, as the sender's copy, to the
+    /// session that sent it (once, when one sends to oneself). Its body is encoded once for both.
+    private func deliver(_ packet: Packet, to target: String, echoingTo session: String, of user: String) async {
+        let packet = target == user ? packet : packet.encodingBody()
+        await deliverLive(packet, to: target)
+        if target != user, let sender = sessions[session] {
+            await send(packet, toSessions: [session], on: sender.endpoint)
         }
     }
 

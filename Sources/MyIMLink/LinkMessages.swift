@@ -1,4 +1,5 @@
 import MyIMWire
+import NIOCore
 
 /// The messages of the server-to-server link between an endpoint and its domain's center.
 ///
@@ -28,6 +29,8 @@ public protocol LinkMessage: Hashable, Sendable {
     static var linkType: LinkMessageType { get }
     init(body: WireDict) throws(WireError)
     var body: WireDict { get }
+    /// The link packet carrying this message.
+    var packet: Packet { get }
 }
 
 extension LinkMessage {
@@ -37,7 +40,7 @@ extension LinkMessage {
         guard packet.type == Self.linkType.rawValue else {
             throw WireError(.unexpectedMessage, "expected link message \(Self.linkType.rawValue) (\(Self.linkType)), got \(packet.type)")
         }
-        try self.init(body: packet.body)
+        try self.init(body: packet.parsedBody())
     }
 }
 
@@ -236,7 +239,22 @@ public struct ToClient: LinkMessage {
     }
 
     public var body: WireDict {
-        ["sessions": .list(sessions.map(WireValue.string)), "type": .int(Int64(payload.type)), "body": .dict(payload.body)]
+        ["sessions": .list(sessions.map(WireValue.string)), "type": .int(Int64(payload.type)), "body": .dict(payloadBody)]
+    }
+
+    /// The payload's body as a dict. An encoded one came from ``Packet/encodingBody()`` here or
+    /// from the center over the authenticated link, so it parses; an empty dict if it did not.
+    private var payloadBody: WireDict { (try? payload.parsedBody()) ?? WireDict() }
+
+    /// A payload with an encoded body (``Packet/encodingBody()``: one delivery going to
+    /// several endpoints) goes into the link packet as its bytes, not parsed and encoded again.
+    public var packet: Packet {
+        guard let encoded = payload.encodedBody else { return Packet(type: Self.linkType.rawValue, body: body) }
+        let head: WireDict = ["sessions": .list(sessions.map(WireValue.string)), "type": .int(Int64(payload.type))]
+        var linkBody = ByteBufferAllocator().buffer(capacity: head.encodedSize + 10 + encoded.readableBytes)
+        linkBody.writeWireDict(head)
+        linkBody.writeWireEntry("body", encodedDict: encoded)
+        return Packet(type: Self.linkType.rawValue, encodedBody: linkBody)
     }
 
     /// Reads a `ToClient` whose payload is to be passed on as it is: from a packet with an

@@ -34,6 +34,21 @@ public struct Packet: Hashable, Sendable {
         return WireParser.topLevelInt(key, in: encodedBody)
     }
 
+    /// The same packet with its body encoded now: a packet going to several destinations is
+    /// encoded once, and each write copies its bytes.
+    public func encodingBody() -> Packet {
+        guard encodedBody == nil else { return self }
+        var encoded = ByteBufferAllocator().buffer(capacity: body.encodedSize)
+        encoded.writeWireDict(body)
+        return Packet(type: type, encodedBody: encoded)
+    }
+
+    /// The body as a dict: ``body``, or for an encoded body, its bytes parsed.
+    public func parsedBody(limits: WireLimits = .default) throws(WireError) -> WireDict {
+        guard let encodedBody else { return body }
+        return try WireParser.parseBody(encodedBody, limits: limits)
+    }
+
     /// Size of the packet header.
     public static let headerSize = 8
 }
@@ -42,18 +57,26 @@ extension ByteBuffer {
     /// Writes a packet and returns the number of bytes written.
     @discardableResult
     public mutating func writePacket(_ packet: Packet) -> Int {
-        let start = writerIndex
-        writeInteger(packet.type)
-        let lengthIndex = writerIndex
-        writeInteger(UInt32(0))
-        let bodyLength: Int
-        if var encoded = packet.encodedBody {
-            bodyLength = writeBuffer(&encoded)
-        } else {
-            bodyLength = writeWireDict(packet.body)
+        if let encoded = packet.encodedBody {
+            let size = Packet.headerSize + encoded.readableBytes
+            return writeWithUnsafeMutableBytes(minimumWritableBytes: size) { bytes in
+                var writer = RawWireWriter(bytes.baseAddress!)
+                writer.uint32(packet.type)
+                writer.uint32(UInt32(encoded.readableBytes))
+                encoded.withUnsafeReadableBytes { writer.bytes($0) }
+                return size
+            }
         }
-        setInteger(UInt32(bodyLength), at: lengthIndex)
-        return writerIndex - start
+        let bodySize = packet.body.encodedSize
+        let size = Packet.headerSize + bodySize
+        return writeWithUnsafeMutableBytes(minimumWritableBytes: size) { bytes in
+            var writer = RawWireWriter(bytes.baseAddress!)
+            writer.uint32(packet.type)
+            writer.uint32(UInt32(bodySize))
+            writer.write(packet.body)
+            assert(writer.offset == size, "a packet wrote \(writer.offset) bytes where \(size) were computed")
+            return size
+        }
     }
 }
 

@@ -37,6 +37,18 @@ import Testing
         #expect(try ToClient(forwarding: message.packet) == message)
     }
 
+    /// The center encodes a delivery going to several endpoints once: a `ToClient` around the
+    /// encoded body is byte for byte the one around the parsed body, and reads back as it.
+    @Test func aToClientAroundAnEncodedBodyIsTheSameLinkPacket() throws {
+        let parsed = ToClient(sessions: ["ep1:1", "ep2:9"], payload: delivery.packet)
+        let shared = ToClient(sessions: ["ep1:1", "ep2:9"], payload: delivery.packet.encodingBody())
+        #expect(shared.payload.encodedBody != nil)
+        #expect(shared.packet.encodedBody != nil)
+        #expect(shared.packet.encoded() == parsed.packet.encoded())
+        #expect(try ToClient(packet: shared.packet) == parsed)
+        #expect(shared.body == parsed.body)
+    }
+
     @Test func anEncodedFrameOverTheLimitIsRefusedFromItsHeader() {
         var limits = WireLimits()
         limits.maxFrameSize = 1024

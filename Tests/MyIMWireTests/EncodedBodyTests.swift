@@ -18,6 +18,70 @@ import Testing
         #expect(try Packet(decoding: forwarded.encoded()) == packet)
     }
 
+    /// The encoder stores through one pointer into memory sized beforehand: its bytes are
+    /// those of the format written field by field, and its computed size is what it writes.
+    @Test func theEncoderWritesTheFormatFieldByField() throws {
+        let values: [WireDict] = [
+            [:],
+            ["i": .int(-1), "max": .int(.max), "min": .int(.min), "t": .bool(true), "f": .bool(false)],
+            ["empty": .string(""), "ascii": .string("hello"), "消息": .string("你好, 🌍"), "b": .bytes([]), "b2": .bytes([0, 255, 7])],
+            ["list": .list([]), "mixed": .list([.int(1), .string("x"), .list([.dict([:]), .dict(["k": .bytes([1])])])])],
+            ["deep": .dict(["a": .dict(["b": .dict(["c": .list([.bool(false)])])])]), String(repeating: "k", count: 64): .int(0)],
+        ]
+        for dict in values {
+            var encoded = ByteBuffer()
+            let written = encoded.writeWireDict(dict)
+            #expect(written == encoded.readableBytes)
+            #expect(dict.encodedSize == written)
+            #expect(encoded == Self.fieldByField(dict))
+            #expect(try WireParser.parseBody(encoded) == dict)
+
+            var value = ByteBuffer(bytes: [9, 9])
+            value.moveReaderIndex(forwardBy: 2)
+            #expect(value.writeWireValue(.dict(dict)) == WireValue.dict(dict).encodedSize)
+            var expected = ByteBuffer()
+            Self.fieldByField(.dict(dict), into: &expected)
+            #expect(value == expected)
+        }
+    }
+
+    /// A packet's body encoded once for several destinations is written as the parsed one.
+    @Test(arguments: MessageType.allCases)
+    func aBodyEncodedOnceIsWrittenAsTheParsedOne(type: MessageType) throws {
+        let packet = sample(type).packet
+        let shared = packet.encodingBody()
+        #expect(shared.encodedBody != nil)
+        #expect(shared.encoded() == packet.encoded())
+        #expect(try shared.parsedBody() == packet.body)
+        #expect(shared.encodingBody() == shared)
+    }
+
+    /// The format of section 3, one field at a time (the reference the encoder is held to).
+    private static func fieldByField(_ dict: WireDict) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        for entry in dict.entries {
+            buffer.writeInteger(UInt8(entry.key.utf8.count))
+            buffer.writeString(entry.key)
+            fieldByField(entry.value, into: &buffer)
+        }
+        return buffer
+    }
+
+    private static func fieldByField(_ value: WireValue, into buffer: inout ByteBuffer) {
+        var content = ByteBuffer()
+        switch value {
+        case .int(let int): content.writeInteger(int, endianness: .big)
+        case .string(let string): content.writeString(string)
+        case .bool(let bool): content.writeInteger(UInt8(bool ? 1 : 0))
+        case .bytes(let bytes): content.writeBytes(bytes)
+        case .dict(let dict): content = fieldByField(dict)
+        case .list(let elements): for element in elements { fieldByField(element, into: &content) }
+        }
+        buffer.writeInteger(value.kind.rawValue)
+        buffer.writeInteger(UInt32(content.readableBytes))
+        buffer.writeBuffer(&content)
+    }
+
     @Test func aBodyParsesWithOneDictLeftEncoded() throws {
         let inner: WireDict = ["text": .string("消息 and ASCII"), "n": .int(7), "nested": .dict(["a": .list([.int(1)])])]
         let outer: WireDict = ["sessions": .list([.string("ep1:1")]), "type": .int(18), "body": .dict(inner)]
