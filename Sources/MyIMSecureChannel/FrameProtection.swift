@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 import MyIMWire
 import NIOCore
 import NIOFoundationCompat
@@ -45,18 +46,22 @@ public enum FrameProtection {
 /// Seals outgoing packets for one direction.
 public struct FrameSealer: Sendable {
     private let keys: TrafficKeys
+    private let salt: UInt32
     private let maxFrameSize: Int
     public private(set) var counter: UInt64 = 0
 
     public init(keys: TrafficKeys, limits: WireLimits = .default) {
         self.keys = keys
+        self.salt = keys.salt.reduce(0) { $0 << 8 | UInt32($1) }
         self.maxFrameSize = limits.maxFrameSize
     }
 
     /// Appends the frame carrying `packet` to `output`.
+    ///
+    /// The packet and its padding are written where the ciphertext goes and sealed from there,
+    /// so a frame costs `output`'s bytes and the AEAD's own result, nothing more.
     public mutating func seal(_ packet: Packet, into output: inout ByteBuffer) throws(SecureChannelError) {
-        var plaintext = ByteBuffer()
-        let length = plaintext.writePacket(packet)
+        let length = packet.encodedSize
         let padded = FrameProtection.paddedLength(for: length)
         guard padded <= maxFrameSize else {
             throw SecureChannelError(.frameTooLarge, "a \(length)-byte packet exceeds the \(maxFrameSize)-byte frame limit")
@@ -64,26 +69,30 @@ public struct FrameSealer: Sendable {
         guard counter < UInt64.max else {
             throw SecureChannelError(.sequenceExhausted, "this direction has sent 2^64-1 frames; reconnect for new keys")
         }
-        plaintext.writeRepeatingByte(0, count: padded - length)
+        let start = output.writerIndex
+        let tagIndex = start + FrameProtection.headerSize + FrameProtection.ivSize
+        let plaintextIndex = tagIndex + FrameProtection.tagSize
+        output.reserveCapacity(minimumWritableBytes: FrameProtection.overhead + padded)
+        output.writeMultipleIntegers(UInt32(padded), UInt8(padded - length), salt, counter, as: (UInt32, UInt8, UInt32, UInt64).self)
+        output.writeRepeatingByte(0, count: FrameProtection.tagSize)
+        output.writePacket(packet)
+        output.writeRepeatingByte(0, count: padded - length)
 
-        var header: [UInt8] = []
-        header.reserveCapacity(FrameProtection.headerSize)
-        withUnsafeBytes(of: UInt32(padded).bigEndian) { header.append(contentsOf: $0) }
-        header.append(UInt8(padded - length))
-        let iv = FrameProtection.iv(salt: keys.salt, counter: counter)
         let sealed: AES.GCM.SealedBox
         do {
-            sealed = try plaintext.withUnsafeReadableBytes { bytes in
-                try AES.GCM.seal(bytes, using: keys.key, nonce: AES.GCM.Nonce(data: iv), authenticating: header)
+            sealed = try output.withUnsafeReadableBytes { bytes throws in
+                let frame = UnsafeRawBufferPointer(rebasing: bytes[(start - output.readerIndex)...])
+                let header = UnsafeRawBufferPointer(rebasing: frame[..<FrameProtection.headerSize])
+                let iv = UnsafeRawBufferPointer(rebasing: frame[FrameProtection.headerSize..<(FrameProtection.headerSize + FrameProtection.ivSize)])
+                let plaintext = UnsafeRawBufferPointer(rebasing: frame[(plaintextIndex - start)...])
+                return try AES.GCM.seal(plaintext, using: keys.key, nonce: AES.GCM.Nonce(data: iv), authenticating: header)
             }
         } catch {
+            output.moveWriterIndex(to: start)
             throw SecureChannelError(.decryptionFailed, "AES-GCM refused to seal: \(error)")
         }
-        output.reserveCapacity(minimumWritableBytes: FrameProtection.overhead + padded)
-        output.writeBytes(header)
-        output.writeBytes(iv)
-        output.writeBytes(sealed.tag)
-        output.writeBytes(sealed.ciphertext)
+        output.setBytes(sealed.tag, at: tagIndex)
+        output.setBytes(sealed.ciphertext, at: plaintextIndex)
         counter += 1
     }
 }
@@ -91,11 +100,13 @@ public struct FrameSealer: Sendable {
 /// Opens incoming frames for one direction.
 public struct FrameOpener: Sendable {
     private let keys: TrafficKeys
+    private let salt: UInt32
     private let limits: WireLimits
     public private(set) var counter: UInt64 = 0
 
     public init(keys: TrafficKeys, limits: WireLimits = .default) {
         self.keys = keys
+        self.salt = keys.salt.reduce(0) { $0 << 8 | UInt32($1) }
         self.limits = limits
     }
 
@@ -118,32 +129,33 @@ public struct FrameOpener: Sendable {
         }
         guard buffer.readableBytes >= FrameProtection.overhead + length else { return nil }
 
+        let (ivSalt, ivCounter) = buffer.getMultipleIntegers(at: buffer.readerIndex + FrameProtection.headerSize, as: (UInt32, UInt64).self)!
+        guard ivSalt == salt else {
+            throw SecureChannelError(.unexpectedSequence, "a frame's IV does not start with this direction's salt")
+        }
+        guard ivCounter == counter else {
+            throw SecureChannelError(.unexpectedSequence, "a frame carries sequence \(ivCounter) where \(counter) was expected (replayed, lost or reordered)")
+        }
         let header = buffer.readSlice(length: FrameProtection.headerSize)!
-        let iv = buffer.readBytes(length: FrameProtection.ivSize)!
+        let iv = buffer.readSlice(length: FrameProtection.ivSize)!
         let tag = buffer.readSlice(length: FrameProtection.tagSize)!
         let ciphertext = buffer.readSlice(length: length)!
 
-        let expected = FrameProtection.iv(salt: keys.salt, counter: counter)
-        guard iv == expected else {
-            guard iv.starts(with: keys.salt) else {
-                throw SecureChannelError(.unexpectedSequence, "a frame's IV does not start with this direction's salt")
-            }
-            let got = iv.dropFirst(FrameProtection.saltSize).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            throw SecureChannelError(.unexpectedSequence, "a frame carries sequence \(got) where \(counter) was expected (replayed, lost or reordered)")
-        }
-        let plaintext: [UInt8]
+        let plaintext: Data
         do {
-            let box = try AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: iv), ciphertext: ciphertext.readableBytesView, tag: tag.readableBytesView)
-            plaintext = Array(try AES.GCM.open(box, using: keys.key, authenticating: header.readableBytesView))
+            let box = try AES.GCM.SealedBox(
+                nonce: AES.GCM.Nonce(data: iv.readableBytesView), ciphertext: ciphertext.readableBytesView, tag: tag.readableBytesView)
+            plaintext = try AES.GCM.open(box, using: keys.key, authenticating: header.readableBytesView)
         } catch {
             throw SecureChannelError(.decryptionFailed, "frame \(counter) failed authentication (tampered, or the keys differ)")
         }
         let packetLength = length - Int(padLength)
-        guard plaintext[packetLength...].allSatisfy({ $0 == 0 }) else {
+        let (packetBytes, paddingIsZero) = plaintext.withUnsafeBytes { bytes in
+            (ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<packetLength])), bytes[packetLength...].allSatisfy { $0 == 0 })
+        }
+        guard paddingIsZero else {
             throw SecureChannelError(.badPadding, "frame \(counter) has non-zero padding")
         }
-        var packetBytes = ByteBuffer()
-        packetBytes.writeBytes(plaintext[..<packetLength])
         let packet: Packet
         do { packet = try Packet(decoding: packetBytes, limits: limits) } catch { throw SecureChannelError(error) }
         counter += 1

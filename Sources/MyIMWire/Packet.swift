@@ -49,6 +49,9 @@ public struct Packet: Hashable, Sendable {
         return try WireParser.parseBody(encodedBody, limits: limits)
     }
 
+    /// The number of bytes ``NIOCore/ByteBuffer/writePacket(_:)`` writes for this packet.
+    public var encodedSize: Int { Self.headerSize + (encodedBody?.readableBytes ?? body.encodedSize) }
+
     /// Size of the packet header.
     public static let headerSize = 8
 }

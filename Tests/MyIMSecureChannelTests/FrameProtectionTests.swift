@@ -86,6 +86,22 @@ struct FrameProtectionTests {
         #expect(try opener.open(from: &stream) == nil)
     }
 
+    @Test("frames sealed one after another into a buffer partly read already each open, the buffer's other bytes untouched")
+    func sealingAppends() throws {
+        var sealer = FrameSealer(keys: Self.keys)
+        var opener = FrameOpener(keys: Self.keys)
+        var output = ByteBuffer(bytes: [1, 2, 3, 4, 5])
+        output.moveReaderIndex(forwardBy: 3)
+        let packets = [Ping(time: 1).packet, Self.packet(ofLength: 300), Self.packet(ofLength: 40).encodingBody()]
+        for packet in packets { try sealer.seal(packet, into: &output) }
+        #expect(output.readBytes(length: 2) == [4, 5])
+        for packet in packets {
+            let opened = try #require(try opener.open(from: &output))
+            #expect(opened.encoded() == packet.encoded())
+        }
+        #expect(output.readableBytes == 0)
+    }
+
     @Test("a partial frame yields nil and consumes nothing, at every cut")
     func partialFrames() throws {
         var sealer = FrameSealer(keys: Self.keys)
