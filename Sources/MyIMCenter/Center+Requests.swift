@@ -175,15 +175,27 @@ extension Center {
 
     /// A lower-cased `name@domain` of this center's domain.
     func address(_ raw: String) throws(CenterRefusal) -> String {
-        let address = raw.lowercased()
-        let parts = address.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, parts[0].utf8.count <= 32 else {
+        let address = Self.lowercased(raw)
+        let utf8 = address.utf8
+        let at = utf8.firstIndex(of: UInt8(ascii: "@"))
+        guard let at, at != utf8.startIndex, utf8.distance(from: utf8.startIndex, to: at) <= 32,
+              !utf8[utf8.index(after: at)...].contains(UInt8(ascii: "@"))
+        else {
             throw CenterRefusal(.unknownRecipient, "'\(raw.prefix(80))' is not an address name@domain")
         }
-        guard parts[1] == configuration.domain else {
+        guard utf8[utf8.index(after: at)...].elementsEqual(configuration.domain.utf8) else {
             throw CenterRefusal(.unknownRecipient, "\(address) is in another domain; this center serves \(configuration.domain) only")
         }
         return address
+    }
+
+    /// `raw` in lower case; an address already so (the usual case) is returned as it is, without
+    /// the Unicode case mapping's cost.
+    static func lowercased(_ raw: String) -> String {
+        for byte in raw.utf8 where byte >= 0x80 || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) {
+            return raw.lowercased()
+        }
+        return raw
     }
 
     /// The user id of `user`, who must have an account: known from a sign-in or an earlier

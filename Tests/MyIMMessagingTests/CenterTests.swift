@@ -335,6 +335,30 @@ struct CenterTests {
         }
     }
 
+    @Test func addressesAreCheckedAndTakenInLowerCase() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                _ = try await ep1.open("kim@alpha.example", session: "ep1:1")
+                _ = try await ep1.open("lee@alpha.example", session: "ep1:2")
+                let malformed = ["lee", "@alpha.example", "lee@", "lee@alpha.example@alpha.example", "a@b@alpha.example",
+                                 String(repeating: "a", count: 33) + "@alpha.example", "lee@alpha.examples", "lee@beta.example"]
+                for (index, address) in malformed.enumerated() {
+                    try await ep1.request(Chat(target: .user(address), content: .text("x"), clientMessageID: "m\(index)"), session: "ep1:1")
+                    let refusal = try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1"))
+                    #expect(refusal.code == .unknownRecipient, "\(address)")
+                }
+                for (index, address) in ["LEE@Alpha.Example", "lee@ALPHA.EXAMPLE", "lee@alpha.example"].enumerated() {
+                    try await ep1.request(Chat(target: .user(address), content: .text("hi"), clientMessageID: "ok\(index)"), session: "ep1:1")
+                    let delivered = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:2"))
+                    #expect(delivered.targetName == "lee@alpha.example" && delivered.clientMessageID == "ok\(index)")
+                    let accepted = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1"))
+                    let copy = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:1"))
+                    #expect(accepted.clientMessageID == "ok\(index)" && copy.targetName == "lee@alpha.example")
+                }
+            }
+        }
+    }
+
     @Test func friendsSeeEachOthersPresence() async throws {
         try await withCenter { center in
             try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
