@@ -18,7 +18,8 @@ import NIOExtras
 /// - packets read while the session is not bound yet, or while the link is busy, are held in
 ///   order and the connection stops reading until they can go (TCP pushes back on the client);
 /// - packets to the client come from the ``SessionTable`` (``ClientOutbox``) and pass through
-///   ``write(context:data:promise:)``, which counts the answers (8, 20) to relayed QoS 1 chats.
+///   ``write(context:data:promise:)``, which counts the answers (8, 20) to relayed QoS 1 chats;
+///   they are flushed once per event loop tick (``flush(context:)``).
 ///
 /// A source over its connection limit still completes the handshake (cheap with Ed25519), so
 /// that it can be told why: 20 with 331, then close.
@@ -60,6 +61,8 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     private var unanswered = 0
     /// Why the connection ended, when something other than the client ended it.
     private var ended: String?
+    /// A flush is due at the end of this event loop tick (``flush(context:)``).
+    private var flushDue = false
 
     init(endpoint: Endpoint, established: EventLoopFuture<SecureChannelSession>) {
         self.endpoint = endpoint
@@ -148,7 +151,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         ended = ended ?? "connection error: \(error)"
         endpoint.logger.debug("connection error", metadata: ["source": "\(source)", "error": "\(error)"])
-        context.close(promise: nil)
+        close(context)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -167,10 +170,10 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         case IdleStateHandler.IdleStateEvent.read:
             let milliseconds = endpoint.configuration.idleTimeout.nanoseconds / 1_000_000
             ended = ended ?? "idle timeout: nothing received for \(milliseconds) ms"
-            context.close(promise: nil)
+            close(context)
         case is ChannelShouldQuiesceEvent:
             ended = ended ?? "the endpoint is shutting down"
-            context.close(promise: nil)
+            close(context)
         default:
             context.fireUserInboundEventTriggered(event)
         }
@@ -325,7 +328,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         guard let context else { return }
         guard context.channel.isWritable else {
             ended = ended ?? "the client did not read what it was sent"
-            context.close(promise: nil)
+            close(context)
             return
         }
         endpoint.counters.messageOut(packet)
@@ -353,6 +356,37 @@ final class ClientSessionHandler: ChannelDuplexHandler {
             if type == MessageType.chatAccepted.rawValue || type == MessageType.error.rawValue { unanswered -= 1 }
         }
         context.write(data, promise: promise)
+    }
+
+    /// A close from outside (the table closing a slow client, a last write done) flushes
+    /// first what was written for the client, as the handler's own closes do (``close(_:)``).
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        flushIfDue(context)
+        context.close(mode: mode, promise: promise)
+    }
+
+    /// Closes the connection after flushing what was written to it: a flush is deferred to the
+    /// end of the tick, and a close before it would drop what the client was already sent.
+    private func close(_ context: ChannelHandlerContext) {
+        flushIfDue(context)
+        context.close(promise: nil)
+    }
+
+    private func flushIfDue(_ context: ChannelHandlerContext) {
+        guard flushDue else { return }
+        flushDue = false
+        context.flush()
+    }
+
+    /// Flushes once per event loop tick: the deliveries written from one read of the link (and
+    /// the answers to one read of the client) go to the socket in one write, not one each.
+    func flush(context: ChannelHandlerContext) {
+        guard !flushDue else { return }
+        flushDue = true
+        context.eventLoop.assumeIsolated().execute {
+            guard let context = self.context else { return }
+            self.flushIfDue(context)
+        }
     }
 }
 
