@@ -1,4 +1,5 @@
 import ArgumentParser
+import MyIMOps
 
 /// `myim`: every MyIM role and tool is a subcommand of this one binary.
 @main
@@ -13,6 +14,11 @@ struct MyIM: AsyncParsableCommand {
             HealthCommand.self, StatusCommand.self, Bench.self,
         ]
     )
+
+    static func main() async {
+        EventLoopThreads.matchCPUAffinity()
+        await main(nil)
+    }
 }
 
 enum MyIMVersion {

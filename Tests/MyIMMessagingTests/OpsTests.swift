@@ -89,3 +89,21 @@ struct OpsTests {
         #expect(object["status"] as? String == "degraded")
     }
 }
+
+/// The event loop count follows the CPUs the process may run on.
+@Suite struct EventLoopThreadsTests {
+    @Test func theAllowedCPUsAreTheBitsOfTheStatusMask() {
+        let status = "Name:\tmyim\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n"
+        #expect(EventLoopThreads.allowedCPUs(status: status) == 2)
+        #expect(EventLoopThreads.allowedCPUs(status: "Cpus_allowed:\t2\n") == 1)
+        #expect(EventLoopThreads.allowedCPUs(status: "Cpus_allowed:\tff,00000001\n") == 9)
+        #expect(EventLoopThreads.allowedCPUs(status: "Cpus_allowed:\t0\n") == nil)
+        #expect(EventLoopThreads.allowedCPUs(status: "Cpus_allowed:\tzz\n") == nil)
+        #expect(EventLoopThreads.allowedCPUs(status: "Name:\tmyim\n") == nil)
+    }
+
+    @Test func thisProcessMayRunOnAtLeastOneCPU() throws {
+        let allowed = try #require(EventLoopThreads.allowedCPUs())
+        #expect(allowed >= 1 && allowed <= ProcessInfo.processInfo.processorCount)
+    }
+}
