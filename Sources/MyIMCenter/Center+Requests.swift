@@ -13,7 +13,10 @@ extension Center {
         let user = session.info.user
         let packet = request.payload
         // Acknowledgements, presence and quit are cheap and answer nothing: still taken.
-        let answersNothing = [MessageType.deliveryAck, .presenceSet, .quit].contains(MessageType(rawValue: packet.type))
+        let answersNothing = switch MessageType(rawValue: packet.type) {
+        case .deliveryAck, .presenceSet, .quit: true
+        default: false
+        }
         guard !draining || answersNothing else {
             await reply(ErrorMessage(code: .centerUnavailable, data: "the center is shutting down; retry shortly with the same ids"), to: request.session)
             return

@@ -228,8 +228,9 @@ public final class CenterStore: Sendable {
     /// messages cost no SQLite write each. The counter is moved past the block first, so an
     /// id is never given twice, even after a restart (the rest of a block is then skipped).
     /// Ids stay unique, and increase with time among stored (QoS 1) messages; a QoS 0 id may
-    /// be lower than a QoS 1 id given after it.
-    public func allocateMessageID() async throws -> Int64 {
+    /// be lower than a QoS 1 id given after it. It runs on the caller's executor
+    /// (`nonisolated(nonsending)`): an id from the block costs the center's actor no hop.
+    public nonisolated(nonsending) func allocateMessageID() async throws -> Int64 {
         if let id = idBlock.withLock({ block -> Int64? in
             guard block.next < block.end else { return nil }
             defer { block.next += 1 }

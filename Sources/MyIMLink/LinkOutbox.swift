@@ -27,8 +27,9 @@ public final class LinkOutbox: Sendable {
 
     /// Returns once the link takes writes again: while more than its high-water mark waits
     /// unwritten (the peer reads slower than it is written to), or at once. Callers that wait
-    /// here after each write are held back instead of buffering without bound.
-    public func writable() async {
+    /// here after each write are held back instead of buffering without bound. It runs on the
+    /// caller's executor (`nonisolated(nonsending)`): a writable link costs an actor no hop.
+    public nonisolated(nonsending) func writable() async {
         while !channel.isWritable, channel.isActive {
             try? await Task.sleep(for: .milliseconds(1))
         }
