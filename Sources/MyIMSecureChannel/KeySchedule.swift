@@ -25,9 +25,10 @@ public struct KeySchedule: Sendable {
 
     /// Derives the schedule; `sharedSecret` is the 32-byte X25519 output.
     public init(sharedSecret: [UInt8], transcriptHash: [UInt8]) {
-        let ikm = SymmetricKey(data: sharedSecret)
+        // HKDF's extract step is the same for every label: done once, then one expand a key.
+        let prk = HKDF<SHA256>.extract(inputKeyMaterial: SymmetricKey(data: sharedSecret), salt: transcriptHash)
         func derive(_ label: String, _ count: Int) -> SymmetricKey {
-            HKDF<SHA256>.deriveKey(inputKeyMaterial: ikm, salt: transcriptHash, info: Array(label.utf8), outputByteCount: count)
+            HKDF<SHA256>.expand(pseudoRandomKey: prk, info: Array(label.utf8), outputByteCount: count)
         }
         typealias Label = HandshakeConstants.Label
         self.transcriptHash = transcriptHash

@@ -118,7 +118,7 @@ struct BenchIdle: AsyncParsableCommand {
         let kernelBaseline = KernelMemory.read()
         var opened = 0
         for target in connections {
-            let cpuBefore = Self.serverCPUSeconds(servers)
+            let cpuBefore = servers.map { ProcStat.read(pid: $0.pid)?.cpuSeconds ?? 0 }
             let started = BenchClock.now()
             // 32 handshakes in flight at a time, as a crowd of clients reconnecting would be.
             while opened < target {
@@ -132,15 +132,14 @@ struct BenchIdle: AsyncParsableCommand {
                 opened += batch
             }
             let elapsed = Double(BenchClock.now() &- started) / 1e9
-            let serverCPU = Self.serverCPUSeconds(servers) - cpuBefore
+            let serverCPU = zip(servers, cpuBefore).map { server, before in (ProcStat.read(pid: server.pid)?.cpuSeconds ?? before) - before }
             try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
             let rss = servers.map { ProcStat.read(pid: $0.pid)?.rssBytes ?? 0 }
             let kernel = KernelMemory.read()
             let step = IdleStep(
                 system: system, connections: target, opened: target - (connections.last(where: { $0 < target }) ?? 0), seconds: elapsed,
-                serverCPUSeconds: serverCPU,
-                servers: zip(servers, zip(baseline, rss)).map { server, memory in
-                    (server.name, memory.1, (Double(memory.1) - Double(memory.0)) / Double(target))
+                servers: zip(zip(servers, serverCPU), zip(baseline, rss)).map { server, memory in
+                    (server.0.name, server.1, memory.1, (Double(memory.1) - Double(memory.0)) / Double(target))
                 },
                 kernel: kernel.flatMap { now in kernelBaseline.map { (now, $0) } }, load: BenchPairs.loadAverage())
             step.print()
@@ -148,11 +147,6 @@ struct BenchIdle: AsyncParsableCommand {
             print("")
             fflush(nil)
         }
-    }
-
-    /// CPU time (utime + stime) of the server processes so far, summed.
-    private static func serverCPUSeconds(_ servers: [(name: String, pid: Int32)]) -> Double {
-        servers.reduce(0) { $0 + (ProcStat.read(pid: $1.pid)?.cpuSeconds ?? 0) }
     }
 
     /// The soft limit on open files (RLIMIT_NOFILE).
@@ -174,6 +168,8 @@ private struct IdleStep: Encodable {
     var serverCPUMicrosecondsPerConnect: Double
     /// Server cores busy while the step's connections were opened.
     var serverCoresBusy: Double
+    /// The same, per server process.
+    var serverCPUMicrosecondsPerConnectByProcess: [String: Double]
     var rssBytes: [String: UInt64]
     var rssBytesPerConnection: [String: Double]
     var kernelTCPBufferBytesPerConnection: Double?
@@ -181,13 +177,16 @@ private struct IdleStep: Encodable {
     var load: String
 
     init(
-        system: String, connections: Int, opened: Int, seconds: Double, serverCPUSeconds: Double,
-        servers: [(name: String, rss: UInt64, perConnection: Double)],
+        system: String, connections: Int, opened: Int, seconds: Double,
+        servers: [(name: String, cpuSeconds: Double, rss: UInt64, perConnection: Double)],
         kernel: (now: KernelMemory, before: KernelMemory)?, load: String
     ) {
         self.system = system
         self.connections = connections
         connectsPerS = seconds > 0 ? Double(opened) / seconds : 0
+        let serverCPUSeconds = servers.reduce(0) { $0 + $1.cpuSeconds }
+        serverCPUMicrosecondsPerConnectByProcess = Dictionary(
+            servers.map { ($0.name, opened > 0 ? $0.cpuSeconds * 1e6 / Double(opened) : 0) }, uniquingKeysWith: max)
         serverCPUMicrosecondsPerConnect = opened > 0 ? serverCPUSeconds * 1e6 / Double(opened) : 0
         serverCoresBusy = seconds > 0 ? serverCPUSeconds / seconds : 0
         rssBytes = Dictionary(servers.map { ($0.name, $0.rss) }, uniquingKeysWith: max)
@@ -204,6 +203,7 @@ private struct IdleStep: Encodable {
         case connectsPerS = "connects_per_s"
         case serverCPUMicrosecondsPerConnect = "server_cpu_us_per_connect"
         case serverCoresBusy = "server_cores_busy"
+        case serverCPUMicrosecondsPerConnectByProcess = "server_cpu_us_per_connect_by_process"
         case rssBytes = "rss_bytes"
         case rssBytesPerConnection = "rss_bytes_per_connection"
         case kernelTCPBufferBytesPerConnection = "kernel_tcp_buffer_bytes_per_connection"
@@ -215,6 +215,11 @@ private struct IdleStep: Encodable {
         BenchReport.printRow(
             "servers' CPU per connection opened (summed)",
             String(format: "%.0f us  (%.2f cores)", serverCPUMicrosecondsPerConnect, serverCoresBusy), nameWidth: 56, valueWidth: 22)
+        if serverCPUMicrosecondsPerConnectByProcess.count > 1 {
+            for (name, micros) in serverCPUMicrosecondsPerConnectByProcess.sorted(by: { $0.value > $1.value }) {
+                BenchReport.printRow("  of which \(name)", String(format: "%.0f us", micros), nameWidth: 56, valueWidth: 14)
+            }
+        }
         let total = rssBytesPerConnection.values.reduce(0, +)
         for (name, perConnection) in rssBytesPerConnection.sorted(by: { $0.value > $1.value }) {
             row("\(name): RSS \(String(format: "%.1f", Double(rssBytes[name] ?? 0) / 1_048_576)) MiB, per connection", perConnection)
