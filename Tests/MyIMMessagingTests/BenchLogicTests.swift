@@ -367,6 +367,8 @@ struct BenchLogicTests {
             #expect((step["connects_per_s"] as? Double ?? 0) > 0, "\(step)")
             // Present; a few connections can cost less than one clock tick of CPU, so not > 0.
             #expect((step["server_cpu_us_per_connect"] as? Double).map { $0 >= 0 } == true, "\(step)")
+            let cpu = try #require(step["server_cpu_us_per_connect_by_process"] as? [String: Double], "\(step)")
+            #expect(Set(cpu.keys) == ["redis", "login", "bench-center", "bench-ep1", "bench-ep2"])
             let rss = try #require(step["rss_bytes"] as? [String: Int], "\(step)")
             #expect(Set(rss.keys) == ["redis", "login", "bench-center", "bench-ep1", "bench-ep2"])
             #expect(rss.values.allSatisfy { $0 > 0 }, "\(step)")
