@@ -22,11 +22,10 @@ public struct ClientListener: Sendable {
 
 /// Binds the endpoint's client listener.
 ///
-/// Pipeline per connection, socket side first: `IdleStateHandler` (read timeout) →
-/// `SecureChannelHandler` → ``ClientSessionHandler``, which closes the connection on the idle
-/// handler's read timeout. The idle handler sits before the secure channel so that it sees raw
-/// bytes: any byte from the client, a partial frame included, keeps the connection alive, and a
-/// half-open socket that never sends again is closed after `idleTimeout`.
+/// Pipeline per connection, socket side first: `SecureChannelHandler` (with the read timeout) →
+/// ``ClientSessionHandler``, which closes the connection on the secure channel's idle event. The
+/// timeout watches raw bytes: any byte from the client, a partial frame included, keeps the
+/// connection alive, and a half-open socket that never sends again is closed after `idleTimeout`.
 enum EndpointListener {
     static func bind(
         _ endpoint: Endpoint, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
@@ -50,13 +49,15 @@ enum EndpointListener {
             // Client packets are small: an idle connection keeps a small receive buffer (it
             // grows with what arrives).
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
+            // One read per readable event: the channel then keeps one pooled receive buffer, not
+            // up to four (and the array to hold them).
+            .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
-                    try operations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
                     let secure = SecureChannelHandler(
                         server: ServerChannelStateMachine(identity: configuration.identity, limits: configuration.limits),
-                        handshakeTimeout: configuration.handshakeTimeout)
+                        handshakeTimeout: configuration.handshakeTimeout, idleTimeout: idleTimeout)
                     try operations.addHandler(secure)
                     try operations.addHandler(ClientSessionHandler(endpoint: endpoint, established: secure.established))
                 }

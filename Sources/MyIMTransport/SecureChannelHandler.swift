@@ -9,6 +9,11 @@ import NIOCore
 /// ``SecureChannelEvent/established(_:)`` once the handshake is done and closes the channel
 /// on the first error (which it also fires, so that the owner learns why). Packets written
 /// before the handshake completes wait and are sealed in order once it does.
+///
+/// With an `idleTimeout` it also watches the raw bytes read, as an `IdleStateHandler` below it
+/// would (one handler less per connection): when nothing at all, not even part of a frame, has
+/// been read for that long, it fires `IdleStateHandler.IdleStateEvent.read` and again after
+/// each further `idleTimeout`; the owner decides what to do (a server closes).
 public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = Packet
@@ -20,6 +25,10 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     private var pendingWrites: [(Packet, EventLoopPromise<Void>?)] = []
     private let handshakeTimeout: TimeAmount?
     private var timeoutTask: Scheduled<Void>?
+    private let idleTimeout: TimeAmount?
+    private var idleTask: Scheduled<Void>?
+    /// When bytes were last read (only kept with an `idleTimeout`).
+    private var lastRead = NIODeadline.now()
     private var establishedPromise: EventLoopPromise<SecureChannelSession>?
     private var closing = false
 
@@ -37,12 +46,14 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     public init(client: ClientChannelStateMachine, handshakeTimeout: TimeAmount? = .seconds(10)) {
         machine = .client(client)
         self.handshakeTimeout = handshakeTimeout
+        idleTimeout = nil
     }
 
     /// A server-side handler: it waits for the client's hello.
-    public init(server: ServerChannelStateMachine, handshakeTimeout: TimeAmount? = .seconds(10)) {
+    public init(server: ServerChannelStateMachine, handshakeTimeout: TimeAmount? = .seconds(10), idleTimeout: TimeAmount? = nil) {
         machine = .server(server)
         self.handshakeTimeout = handshakeTimeout
+        self.idleTimeout = idleTimeout
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -55,11 +66,15 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
                 handler.value.timedOut(after: handshakeTimeout, context: loopBoundContext.value)
             }
         }
-        if context.channel.isActive { startIfClient(context: context) }
+        if context.channel.isActive {
+            startIfClient(context: context)
+            startIdleTimer(context: context)
+        }
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
         timeoutTask?.cancel()
+        idleTask?.cancel()
         let error = SecureChannelError(.notEstablished, "the secure channel handler was removed")
         establishedPromise?.fail(error)
         failPendingWrites(error)
@@ -67,11 +82,13 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
 
     public func channelActive(context: ChannelHandlerContext) {
         startIfClient(context: context)
+        startIdleTimer(context: context)
         context.fireChannelActive()
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
         timeoutTask?.cancel()
+        idleTask?.cancel()
         let error = SecureChannelError(.notEstablished, "the connection closed before the secure channel was established")
         establishedPromise?.fail(error)
         failPendingWrites(error)
@@ -80,6 +97,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
+        if idleTimeout != nil { lastRead = .now() }
         var incoming = unwrapInboundIn(data)
         if cumulation == nil {
             cumulation = incoming
@@ -166,6 +184,33 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
         for (_, promise) in writes { promise?.fail(error) }
     }
 
+    // MARK: - Idle timeout
+
+    private func startIdleTimer(context: ChannelHandlerContext) {
+        guard let idleTimeout, idleTask == nil, !closing else { return }
+        lastRead = .now()
+        scheduleIdleCheck(in: idleTimeout, context: context)
+    }
+
+    private func scheduleIdleCheck(in delay: TimeAmount, context: ChannelHandlerContext) {
+        idleTask = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            idleCheck(context: context)
+        }
+    }
+
+    /// Fires the idle event when nothing was read for `idleTimeout`; else checks again when
+    /// that much time will have passed since the last read.
+    private func idleCheck(context: ChannelHandlerContext) {
+        guard let idleTimeout, !closing, context.channel.isActive else { return }
+        let quiet = NIODeadline.now() - lastRead
+        if quiet >= idleTimeout {
+            scheduleIdleCheck(in: idleTimeout, context: context)
+            context.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        } else {
+            scheduleIdleCheck(in: idleTimeout - quiet, context: context)
+        }
+    }
+
     /// A server tells the slow client why in clear (the keys may not exist yet), as for any
     /// other handshake failure; then the channel closes.
     private func timedOut(after timeout: TimeAmount, context: ChannelHandlerContext) {
@@ -181,6 +226,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
         guard !closing else { return }
         closing = true
         timeoutTask?.cancel()
+        idleTask?.cancel()
         cumulation = nil
         establishedPromise?.fail(error)
         failPendingWrites(error)

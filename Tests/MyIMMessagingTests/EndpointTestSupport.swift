@@ -215,6 +215,15 @@ actor EndpointTestClient {
         return channel.isWritable
     }
 
+    /// Writes `bytes` as they are, below the secure channel (a partial or broken frame).
+    func sendRaw(_ bytes: [UInt8]) async throws {
+        let channel = channel
+        try await channel.eventLoop.submit {
+            let context = try channel.pipeline.syncOperations.context(handlerType: SecureChannelHandler.self)
+            context.writeAndFlush(NIOAny(ByteBuffer(bytes: bytes)), promise: nil)
+        }.get()
+    }
+
     /// Stops reading, as a client that hangs would.
     func pauseReading() { paused = true }
 

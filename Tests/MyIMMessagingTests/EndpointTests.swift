@@ -315,6 +315,25 @@ import Testing
         }
     }
 
+    /// Any byte counts, part of a frame too: a client slowly sending one large frame is not
+    /// idle; once it stops, it is.
+    @Test func aClientSendingPartOfAFrameSlowlyIsNotIdle() async throws {
+        try await EndpointHarness.with({ $0.idleTimeout = .milliseconds(300) }) { harness in
+            let (client, session) = try await harness.authenticated()
+            // The header of a 64 KiB frame, then 16 bytes of it every 100 ms for 1.2 s.
+            try await client.sendRaw(withUnsafeBytes(of: UInt32(65_536).bigEndian, Array.init) + [0])
+            for _ in 0..<12 {
+                try await Task.sleep(for: .milliseconds(100))
+                try await client.sendRaw(Array(repeating: 7, count: 16))
+            }
+            #expect(await client.closed == false, "closed as idle while bytes kept coming")
+            #expect(await client.waitClosed())
+            let close = try SessionClose(packet: try #require(await harness.center.take(.sessionClose)))
+            #expect(close.session == session)
+            #expect(close.reason.contains("idle timeout"))
+        }
+    }
+
     @Test func connectionsOverThePerSourceLimitGet331() async throws {
         try await EndpointHarness.with({ $0.maxConnectionsPerSource = 1 }) { harness in
             let (first, _) = try await harness.authenticated()
