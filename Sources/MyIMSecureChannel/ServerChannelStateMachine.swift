@@ -7,18 +7,17 @@ import NIOCore
 /// Same contract as ``ClientChannelStateMachine``. A client whose handshake fails is told
 /// why with a HelloError in clear before the close, as seed 000's "hello error" asks.
 public struct ServerChannelStateMachine: Sendable {
+    /// What only the handshake needs lives in its states and is gone once it is done: an
+    /// established channel holds its two directions' keys and counters, nothing more.
     private enum State: Sendable {
-        case awaitingClientHello
-        case awaitingClientFinished(schedule: KeySchedule, opener: FrameOpener, session: SecureChannelSession)
+        case awaitingClientHello(limits: WireLimits, ephemeralKey: Curve25519.KeyAgreement.PrivateKey, random: [UInt8])
+        indirect case awaitingClientFinished(schedule: KeySchedule, opener: FrameOpener, session: SecureChannelSession, limits: WireLimits)
         case established(sealer: FrameSealer, opener: FrameOpener)
         case closed
     }
 
-    private var state: State = .awaitingClientHello
+    private var state: State
     private let identity: ServerIdentityKey
-    private let limits: WireLimits
-    private let ephemeralKey: Curve25519.KeyAgreement.PrivateKey
-    private let random: [UInt8]
 
     /// - Parameters:
     ///   - ephemeralKey, random: injectable for test vectors; fresh by default.
@@ -29,9 +28,7 @@ public struct ServerChannelStateMachine: Sendable {
         random: [UInt8] = randomBytes(HandshakeConstants.randomSize)
     ) {
         self.identity = identity
-        self.limits = limits
-        self.ephemeralKey = ephemeralKey
-        self.random = random
+        state = .awaitingClientHello(limits: limits, ephemeralKey: ephemeralKey, random: random)
     }
 
     public var isEstablished: Bool {
@@ -68,7 +65,7 @@ public struct ServerChannelStateMachine: Sendable {
         case .closed:
             return false
 
-        case .awaitingClientHello:
+        case .awaitingClientHello(let limits, let ephemeralKey, let random):
             let read: (packet: Packet, raw: ByteBuffer)?
             do { read = try Packet.read(from: &buffer, maxSize: limits.maxHandshakePacketSize, limits: limits) } catch {
                 throw SecureChannelError(error)
@@ -102,10 +99,11 @@ public struct ServerChannelStateMachine: Sendable {
 
             let schedule = KeySchedule(sharedSecret: shared, transcriptHash: transcriptHash)
             let session = SecureChannelSession(serverKey: identity.publicKey, transcriptHash: transcriptHash, serverKeyFirstSeen: false)
-            state = .awaitingClientFinished(schedule: schedule, opener: FrameOpener(keys: schedule.clientToServer, limits: limits), session: session)
+            state = .awaitingClientFinished(
+                schedule: schedule, opener: FrameOpener(keys: schedule.clientToServer, limits: limits), session: session, limits: limits)
             return true
 
-        case .awaitingClientFinished(let schedule, var opener, let session):
+        case .awaitingClientFinished(let schedule, var opener, let session, let limits):
             guard let packet = try opener.open(from: &buffer) else { return false }
             let finished: ClientFinished = try ClientChannelStateMachine.expect(packet)
             guard schedule.isValidClientVerify(finished.verify) else {
