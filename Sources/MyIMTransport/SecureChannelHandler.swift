@@ -146,6 +146,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
                 if wrote { context.flush(); wrote = false }
                 self.session = session
                 timeoutTask?.cancel()
+                timeoutTask = nil
                 establishedPromise?.succeed(session)
                 context.fireUserInboundEventTriggered(SecureChannelEvent.established(session))
                 flushPendingWrites(context: context)
@@ -246,8 +247,10 @@ extension SecureChannelHandler: Sendable {}
 
 extension SecureChannelHandler {
     /// Either side's state machine, so that one handler serves both.
+    /// The client's machine is boxed: a server holds one handler per connection, and the
+    /// enum would otherwise be as large as the larger client machine.
     private enum Machine {
-        case client(ClientChannelStateMachine)
+        indirect case client(ClientChannelStateMachine)
         case server(ServerChannelStateMachine)
 
         mutating func receive(_ buffer: inout ByteBuffer) -> [SecureChannelAction] {
