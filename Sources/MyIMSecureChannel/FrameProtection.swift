@@ -45,14 +45,15 @@ public enum FrameProtection {
 
 /// Seals outgoing packets for one direction.
 public struct FrameSealer: Sendable {
-    private let keys: TrafficKeys
+    /// The direction's key and salt, not its ``TrafficKeys`` (whose salt is an array).
+    private let key: SymmetricKey
     private let salt: UInt32
     private let maxFrameSize: Int
     public private(set) var counter: UInt64 = 0
 
     public init(keys: TrafficKeys, limits: WireLimits = .default) {
-        self.keys = keys
-        self.salt = keys.salt.reduce(0) { $0 << 8 | UInt32($1) }
+        key = keys.key
+        salt = keys.salt.reduce(0) { $0 << 8 | UInt32($1) }
         self.maxFrameSize = limits.maxFrameSize
     }
 
@@ -85,7 +86,7 @@ public struct FrameSealer: Sendable {
                 let header = UnsafeRawBufferPointer(rebasing: frame[..<FrameProtection.headerSize])
                 let iv = UnsafeRawBufferPointer(rebasing: frame[FrameProtection.headerSize..<(FrameProtection.headerSize + FrameProtection.ivSize)])
                 let plaintext = UnsafeRawBufferPointer(rebasing: frame[(plaintextIndex - start)...])
-                return try AES.GCM.seal(plaintext, using: keys.key, nonce: AES.GCM.Nonce(data: iv), authenticating: header)
+                return try AES.GCM.seal(plaintext, using: key, nonce: AES.GCM.Nonce(data: iv), authenticating: header)
             }
         } catch {
             output.moveWriterIndex(to: start)
@@ -99,14 +100,15 @@ public struct FrameSealer: Sendable {
 
 /// Opens incoming frames for one direction.
 public struct FrameOpener: Sendable {
-    private let keys: TrafficKeys
+    /// The direction's key and salt, not its ``TrafficKeys`` (whose salt is an array).
+    private let key: SymmetricKey
     private let salt: UInt32
     private let limits: WireLimits
     public private(set) var counter: UInt64 = 0
 
     public init(keys: TrafficKeys, limits: WireLimits = .default) {
-        self.keys = keys
-        self.salt = keys.salt.reduce(0) { $0 << 8 | UInt32($1) }
+        key = keys.key
+        salt = keys.salt.reduce(0) { $0 << 8 | UInt32($1) }
         self.limits = limits
     }
 
@@ -145,7 +147,7 @@ public struct FrameOpener: Sendable {
         do {
             let box = try AES.GCM.SealedBox(
                 nonce: AES.GCM.Nonce(data: iv.readableBytesView), ciphertext: ciphertext.readableBytesView, tag: tag.readableBytesView)
-            plaintext = try AES.GCM.open(box, using: keys.key, authenticating: header.readableBytesView)
+            plaintext = try AES.GCM.open(box, using: key, authenticating: header.readableBytesView)
         } catch {
             throw SecureChannelError(.decryptionFailed, "frame \(counter) failed authentication (tampered, or the keys differ)")
         }
