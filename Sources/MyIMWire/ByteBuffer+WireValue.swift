@@ -8,24 +8,22 @@ extension ByteBuffer {
     /// pointer, not with a capacity and exclusivity check per field.
     @discardableResult
     public mutating func writeWireDict(_ dict: WireDict) -> Int {
-        let size = dict.encodedSize
-        guard size > 0 else { return 0 }
-        return writeWithUnsafeMutableBytes(minimumWritableBytes: size) { bytes in
-            var writer = RawWireWriter(bytes.baseAddress!)
-            writer.write(dict)
-            assert(writer.offset == size, "a dict wrote \(writer.offset) bytes where \(size) were computed")
-            return size
-        }
+        writeEncoded(size: dict.encodedSize) { $0.write(dict) }
     }
 
     /// Writes one typed value: `value-type u8 | value-len u32 | value`.
     @discardableResult
     public mutating func writeWireValue(_ value: WireValue) -> Int {
-        let size = value.encodedSize
+        writeEncoded(size: value.encodedSize) { $0.write(value) }
+    }
+
+    /// Reserves `size` bytes and lets `write` store exactly that many through one pointer.
+    private mutating func writeEncoded(size: Int, _ write: (inout RawWireWriter) -> Void) -> Int {
+        guard size > 0 else { return 0 }
         return writeWithUnsafeMutableBytes(minimumWritableBytes: size) { bytes in
             var writer = RawWireWriter(bytes.baseAddress!)
-            writer.write(value)
-            assert(writer.offset == size, "a value wrote \(writer.offset) bytes where \(size) were computed")
+            write(&writer)
+            assert(writer.offset == size, "wrote \(writer.offset) bytes where \(size) were computed")
             return size
         }
     }
