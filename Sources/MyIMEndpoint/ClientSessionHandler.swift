@@ -63,6 +63,10 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     private var ended: String?
     /// A flush is due at the end of this event loop tick (``flush(context:)``).
     private var flushDue = false
+    /// The table bound the session before ``opened(_:)`` ran: another connection's pass of
+    /// `sendPendingOpens` can send this session's `SessionOpen`, and its `SessionReady` can
+    /// come back, between `table.open` and the hop to this event loop.
+    private var boundEarly = false
 
     init(endpoint: Endpoint, established: EventLoopFuture<SecureChannelSession>) {
         self.endpoint = endpoint
@@ -159,11 +163,15 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         case let event as SessionEvent:
             switch event {
             case .bound:
-                guard case .pending(let info, let timeout) = state else { return }
-                timeout.cancel()
-                state = .bound(info)
-                endpoint.logger.info("session open", metadata: ["session": "\(info.session)", "user": "\(info.user)"])
-                relayHeld()
+                switch state {
+                case .pending(let info, let timeout):
+                    timeout.cancel()
+                    bind(info)
+                case .authenticating:
+                    boundEarly = true
+                default:
+                    return
+                }
             case .linkDropped:
                 failUnanswered()
             }
@@ -250,11 +258,21 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         endpoint.logger.debug("token verified; opening the session at the center", metadata: [
             "session": "\(info.session)", "user": "\(info.user)",
         ])
+        guard !boundEarly else {
+            bind(info)
+            return
+        }
         let table = endpoint.table
         let timeout = context.eventLoop.scheduleTask(in: TimeAmount(endpoint.configuration.sessionReadyTimeout)) {
             table.expire(info.session, error: EndpointError(.centerUnavailable, "the center did not accept the session in time; retry"))
         }
         state = .pending(info, timeout: timeout)
+    }
+
+    private func bind(_ info: SessionInfo) {
+        state = .bound(info)
+        endpoint.logger.info("session open", metadata: ["session": "\(info.session)", "user": "\(info.user)"])
+        relayHeld()
     }
 
     /// Sends `refusal` as the connection's last packet and closes it.
@@ -270,7 +288,10 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         guard let context, case .bound = state else { return }
         var relayed = 0
         while relayed < held.count, relay(held[relayed]) { relayed += 1 }
-        held.removeFirst(relayed)
+        // A relay can close the connection (a reply to a client over its high-water mark), and
+        // the close empties `held` at once.
+        held.removeFirst(min(relayed, held.count))
+        guard case .bound = state else { return }
         if !held.isEmpty {
             waitForLink()
         } else if readDeferred {

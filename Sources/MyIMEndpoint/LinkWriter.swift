@@ -47,7 +47,8 @@ final class LinkWriter: Sendable {
     /// Writes and flushes `packet` unless the link is down, or busy and `evenIfBusy` is false
     /// (the link's own small messages — opens and closes of sessions — never wait).
     func send(_ packet: Packet, evenIfBusy: Bool = false) -> Outcome {
-        guard let outbox = state.withLock({ $0.outbox }) else { return .down }
+        // A link closed but not detached yet is down: a write to it would be lost unseen.
+        guard let outbox = state.withLock({ $0.outbox }), outbox.channel.isActive else { return .down }
         guard evenIfBusy || outbox.channel.isWritable else { return .busy }
         outbox.write(packet)
         return .sent

@@ -1,6 +1,8 @@
 @testable import MyIMEndpoint
 import MyIMLink
 import MyIMWire
+import NIOCore
+import NIOEmbedded
 import Testing
 
 extension EndpointTests {
@@ -42,5 +44,23 @@ extension EndpointTests {
             #expect(backoff.next(unit: 1) == .milliseconds(100))
             #expect(backoff.next(unit: 0) == .milliseconds(100))
         }
+    }
+}
+
+/// The endpoint's writer to its center link.
+@Suite struct LinkWriterTests {
+    /// A link that closed but is not detached yet is down: the client gets 20 with 330, the
+    /// request is not written to a closed channel and lost unseen.
+    @Test func aClosedLinkIsDownBeforeItIsDetached() throws {
+        let channel = EmbeddedChannel()
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        let writer = LinkWriter()
+        #expect(writer.send(Ping(time: 1).packet) == .down)
+        writer.attach(channel)
+        #expect(writer.send(Ping(time: 2).packet) == .sent)
+        try channel.close().wait()
+        #expect(writer.send(Ping(time: 3).packet) == .down)
+        writer.detach()
+        #expect(writer.send(Ping(time: 4).packet) == .down)
     }
 }
