@@ -34,13 +34,6 @@ public enum FrameProtection {
         if length <= 256 { return length >= 32 && length & (length - 1) == 0 }
         return length % 256 == 0
     }
-
-    static func iv(salt: [UInt8], counter: UInt64) -> [UInt8] {
-        var iv = salt
-        iv.reserveCapacity(ivSize)
-        withUnsafeBytes(of: counter.bigEndian) { iv.append(contentsOf: $0) }
-        return iv
-    }
 }
 
 /// Seals outgoing packets for one direction.
@@ -62,22 +55,23 @@ public struct FrameSealer: Sendable {
     /// The packet and its padding are written where the ciphertext goes and sealed from there,
     /// so a frame costs `output`'s bytes and the AEAD's own result, nothing more.
     public mutating func seal(_ packet: Packet, into output: inout ByteBuffer) throws(SecureChannelError) {
-        let length = packet.encodedSize
-        let padded = FrameProtection.paddedLength(for: length)
-        guard padded <= maxFrameSize else {
-            throw SecureChannelError(.frameTooLarge, "a \(length)-byte packet exceeds the \(maxFrameSize)-byte frame limit")
-        }
         guard counter < UInt64.max else {
             throw SecureChannelError(.sequenceExhausted, "this direction has sent 2^64-1 frames; reconnect for new keys")
         }
         let start = output.writerIndex
         let tagIndex = start + FrameProtection.headerSize + FrameProtection.ivSize
         let plaintextIndex = tagIndex + FrameProtection.tagSize
-        output.reserveCapacity(minimumWritableBytes: FrameProtection.overhead + padded)
-        output.writeMultipleIntegers(UInt32(padded), UInt8(padded - length), salt, counter, as: (UInt32, UInt8, UInt32, UInt64).self)
-        output.writeRepeatingByte(0, count: FrameProtection.tagSize)
-        output.writePacket(packet)
+        // The header's length fields are set once the packet is written and its size known.
+        output.reserveCapacity(minimumWritableBytes: FrameProtection.overhead + 256)
+        output.moveWriterIndex(to: plaintextIndex)  // Header, IV and tag are set below.
+        let length = output.writePacket(packet)
+        let padded = FrameProtection.paddedLength(for: length)
+        guard padded <= maxFrameSize else {
+            output.moveWriterIndex(to: start)
+            throw SecureChannelError(.frameTooLarge, "a \(length)-byte packet exceeds the \(maxFrameSize)-byte frame limit")
+        }
         output.writeRepeatingByte(0, count: padded - length)
+        output.setMultipleIntegers(UInt32(padded), UInt8(padded - length), salt, counter, at: start, as: (UInt32, UInt8, UInt32, UInt64).self)
 
         let sealed: AES.GCM.SealedBox
         do {
