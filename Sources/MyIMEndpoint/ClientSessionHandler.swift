@@ -122,17 +122,30 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         EndpointMetrics.connections.decrement()
         let before = state
         state = .closed
-        held = []
+        defer { held = [] }
         switch before {
         case .pending(let info, let timeout):
             timeout.cancel()
             close(info, fallback: ended ?? "the center did not bind the session")
         case .bound(let info):
+            relayHeldAtClose(info)
             close(info, fallback: ended ?? "the client disconnected")
         case .handshaking, .awaitingToken, .authenticating, .refused, .closed:
             break  // An authentication still running closes its session when it ends (`opened`).
         }
         context.fireChannelInactive()
+    }
+
+    /// A client that sends and then closes while the link is busy: NIO reads everything up to
+    /// the end of the stream at once, reads held or not, so what it sent is held here. It still
+    /// goes to the center, ahead of the session's close; the link takes it over its mark, as
+    /// it is bounded by what the socket had buffered.
+    private func relayHeldAtClose(_ info: SessionInfo) {
+        for packet in held where ClientPacketRoute(type: packet.type) == .relay {
+            guard endpoint.link.writer.send(FromClient(session: info.session, payload: packet).packet, evenIfBusy: true) == .sent
+            else { return }
+            endpoint.counters.messageIn(packet.type)
+        }
     }
 
     /// Tells the center the session ended, and why: the table's reason (kick, quit, too slow)
@@ -176,6 +189,9 @@ final class ClientSessionHandler: ChannelDuplexHandler {
                 failUnanswered()
             }
         case IdleStateHandler.IdleStateEvent.read:
+            // Reads held back by the endpoint (a busy link, a session not bound yet): the
+            // silence is ours, not the client's. The check fires again in `idleTimeout`.
+            guard !mustHoldReads else { return }
             let milliseconds = endpoint.configuration.idleTimeout.nanoseconds / 1_000_000
             ended = ended ?? "idle timeout: nothing received for \(milliseconds) ms"
             close(context)

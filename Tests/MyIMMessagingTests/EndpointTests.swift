@@ -228,25 +228,77 @@ import Testing
         try await EndpointHarness.with { harness in
             let (client, session) = try await harness.authenticated()
             await harness.center.setReadingPaused(true)  // After the next packet it reads.
-            let text = String(repeating: "x", count: 64 * 1024)
-            var sent = 0
-            var pushedBack = false
-            // Up to 256 MiB: far more than the link's 8 MiB high-water mark and the socket buffers
-            // on both sides (Linux grows a loopback receive buffer up to tcp_rmem's 32 MiB).
-            while sent < 4096, !pushedBack {
-                sent += 1
-                let chat = Chat(target: .user("bob@alpha.example"), content: .text(text), clientMessageID: "c\(sent)", qos: .bestEffort)
-                pushedBack = await !client.send(chat.packet, thenWaitWritable: .milliseconds(500))
-            }
-            #expect(pushedBack, "the client could write \(sent) chats of 64 KiB without the endpoint pushing back")
+            let sent = await Self.sendUntilPushedBack(client)
 
             await harness.center.setReadingPaused(false)
-            for number in 1...sent {
-                let packet = try #require(await harness.center.take(.fromClient, timeout: .seconds(20)), "chat \(number) of \(sent) lost")
-                let relayed = try FromClient(packet: packet)
-                #expect(relayed.session == session)
-                #expect(try Chat(packet: relayed.payload).clientMessageID == "c\(number)")
+            try await Self.expectChats(1...sent, from: session, at: harness.center)
+        }
+    }
+
+    /// While the endpoint holds a client's reads back (its link is congested), the silence is
+    /// the endpoint's: the client is not closed as idle, and what it sent arrives.
+    @Test func aClientHeldBackByACongestedLinkIsNotIdle() async throws {
+        try await EndpointHarness.with({ $0.idleTimeout = .milliseconds(300) }) { harness in
+            let (client, session) = try await harness.authenticated()
+            await harness.center.setReadingPaused(true)
+            let sent = await Self.sendUntilPushedBack(client)
+            try await Task.sleep(for: .seconds(1))  // Over three idle timeouts.
+
+            await harness.center.setReadingPaused(false)
+            try await Self.expectChats(1...sent, from: session, at: harness.center)
+        }
+    }
+
+    /// A client that sends and closes while the link is congested: the endpoint reads all it
+    /// sent at the end of the stream, and relays it ahead of the session's close.
+    @Test func whatAClientSentBeforeClosingReachesTheCenterWhileTheLinkIsCongested() async throws {
+        try await EndpointHarness.with { harness in
+            let (busy, busySession) = try await harness.authenticated()
+            let (leaving, leavingSession) = try await harness.authenticated("carol@alpha.example")
+            await harness.center.setReadingPaused(true)
+            let sent = await Self.sendUntilPushedBack(busy)  // The link is over its mark now.
+
+            let chats = (1...3).map {
+                Chat(target: .user("bob@alpha.example"), content: .text("last \($0)"), clientMessageID: "l\($0)", qos: .bestEffort).packet
             }
+            for chat in chats { try await leaving.send(chat) }
+            await leaving.close()
+            try await Task.sleep(for: .milliseconds(300))  // The endpoint sees the end of the stream.
+
+            await harness.center.setReadingPaused(false)
+            try await Self.expectChats(1...sent, from: busySession, at: harness.center)
+            for chat in chats {
+                let packet = try #require(await harness.center.take(.fromClient) { (try? FromClient(packet: $0))?.session == leavingSession })
+                #expect(try FromClient(packet: packet).payload == chat)
+            }
+            let close = try SessionClose(packet: try #require(await harness.center.take(.sessionClose)))
+            #expect(close == SessionClose(session: leavingSession, reason: "the client disconnected"))
+        }
+    }
+
+    /// Sends chats of 64 KiB until the endpoint stops reading them (up to 256 MiB: far more than
+    /// the link's 8 MiB high-water mark and the socket buffers on both sides, as Linux grows a
+    /// loopback receive buffer up to tcp_rmem's 32 MiB); how many it sent.
+    private static func sendUntilPushedBack(_ client: EndpointTestClient) async -> Int {
+        let text = String(repeating: "x", count: 64 * 1024)
+        var sent = 0
+        var pushedBack = false
+        while sent < 4096, !pushedBack {
+            sent += 1
+            let chat = Chat(target: .user("bob@alpha.example"), content: .text(text), clientMessageID: "c\(sent)", qos: .bestEffort)
+            pushedBack = await !client.send(chat.packet, thenWaitWritable: .milliseconds(500))
+        }
+        #expect(pushedBack, "the client could write \(sent) chats of 64 KiB without the endpoint pushing back")
+        return sent
+    }
+
+    /// Expects chats `c<number>` of `session`, in order, at the center.
+    private static func expectChats(_ numbers: ClosedRange<Int>, from session: String, at center: EndpointFakeCenter) async throws {
+        for number in numbers {
+            let packet = try #require(
+                await center.take(.fromClient, timeout: .seconds(20)) { (try? FromClient(packet: $0))?.session == session },
+                "chat \(number) of \(numbers.upperBound) lost")
+            #expect(try Chat(packet: FromClient(packet: packet).payload).clientMessageID == "c\(number)")
         }
     }
 
