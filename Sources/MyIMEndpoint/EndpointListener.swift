@@ -46,9 +46,9 @@ enum EndpointListener {
             // client as too slow (``ClientOutbox``).
             .childChannelOption(
                 .writeBufferWaterMark, value: .init(low: configuration.maxUnreadBytes / 2, high: configuration.maxUnreadBytes))
-            // Client packets are small: an idle connection keeps a small receive buffer (it
-            // grows with what arrives).
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
+            // Client packets are small: an idle connection keeps a 128-byte receive buffer, and
+            // larger reads get buffers of their own.
+            .childChannelOption(.recvAllocator, value: IdleFriendlyRecvAllocator())
             // One read per readable event: the channel then keeps one pooled receive buffer, not
             // up to four (and the array to hold them).
             .childChannelOption(.maxMessagesPerRead, value: 1)

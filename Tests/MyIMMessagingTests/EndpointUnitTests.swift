@@ -8,6 +8,36 @@ import Testing
 extension EndpointTests {
     /// The pure parts: routing client packets and the reconnect backoff.
     @Suite struct Units {
+        /// Through NIO's own pool, as a channel reads: the kept buffer stays small after a burst
+        /// of large reads, and each read gets room for what the last ones needed.
+        @Test func receiveBuffersStaySmallForIdleConnections() {
+            var pool = NIOPooledRecvBufferAllocator(capacity: 1, recvAllocator: IdleFriendlyRecvAllocator(pooled: 128, maximum: 1024))
+            let allocator = ByteBufferAllocator()
+            /// One read of `arriving` bytes (as much as fits); the capacity read into.
+            func read(_ arriving: Int) -> Int {
+                let (buffer, count) = pool.buffer(allocator: allocator) { buffer in
+                    let count = min(arriving, buffer.writableBytes)
+                    buffer.writeRepeatingByte(7, count: count)
+                    return count
+                }
+                pool.record(actualReadBytes: count)
+                return buffer.capacity
+            }
+            #expect(read(65) == 128)  // A ping: the first buffer, kept.
+            #expect(read(128) == 128)  // Full: the next is larger.
+            #expect(read(4000) == 256)
+            #expect(read(4000) == 512)
+            #expect(read(4000) == 1024)
+            #expect(read(4000) == 1024)  // At the maximum.
+            #expect(read(600) == 1024)  // Over half: stays.
+            #expect(read(100) == 1024)  // Half or less: halves.
+            #expect(read(100) == 512)
+            #expect(read(100) == 256)
+            #expect(read(65) == 128)  // Back to the kept buffer, not grown by the burst.
+            #expect(read(65) == 128)
+            #expect(pool.count == 1)
+        }
+
         @Test func clientPacketRoutes() {
             #expect(ClientPacketRoute(type: MessageType.ping.rawValue) == .ping)
             #expect(ClientPacketRoute(type: MessageType.pong.rawValue) == .ignore)
