@@ -26,7 +26,11 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     private let handshakeTimeout: TimeAmount?
     private var timeoutTask: Scheduled<Void>?
     private let idleTimeout: TimeAmount?
-    private var idleTask: Scheduled<Void>?
+    /// The pending idle check: a scheduled callback, which costs an idle connection no promise
+    /// and no closure (``IdleCheck``).
+    private var idleCheck: NIOScheduledCallback?
+    /// The context the idle check runs in; set while the idle timer runs.
+    private var idleContext: ChannelHandlerContext?
     /// When bytes were last read (only kept with an `idleTimeout`).
     private var lastRead = NIODeadline.now()
     private var establishedPromise: EventLoopPromise<SecureChannelSession>?
@@ -74,7 +78,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
 
     public func handlerRemoved(context: ChannelHandlerContext) {
         timeoutTask?.cancel()
-        idleTask?.cancel()
+        stopIdleTimer()
         let error = SecureChannelError(.notEstablished, "the secure channel handler was removed")
         establishedPromise?.fail(error)
         failPendingWrites(error)
@@ -88,7 +92,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
 
     public func channelInactive(context: ChannelHandlerContext) {
         timeoutTask?.cancel()
-        idleTask?.cancel()
+        stopIdleTimer()
         let error = SecureChannelError(.notEstablished, "the connection closed before the secure channel was established")
         establishedPromise?.fail(error)
         failPendingWrites(error)
@@ -188,21 +192,29 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     // MARK: - Idle timeout
 
     private func startIdleTimer(context: ChannelHandlerContext) {
-        guard let idleTimeout, idleTask == nil, !closing else { return }
+        guard let idleTimeout, idleContext == nil, !closing else { return }
+        idleContext = context
         lastRead = .now()
         scheduleIdleCheck(in: idleTimeout, context: context)
     }
 
+    /// Cancels the pending check and lets go of the context (which holds this handler).
+    private func stopIdleTimer() {
+        idleCheck?.cancel()
+        idleCheck = nil
+        idleContext = nil
+    }
+
     private func scheduleIdleCheck(in delay: TimeAmount, context: ChannelHandlerContext) {
-        idleTask = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
-            idleCheck(context: context)
-        }
+        // Fails only on an event loop shutting down, whose channels close anyway.
+        idleCheck = try? context.eventLoop.assumeIsolated().scheduleCallback(in: delay, handler: IdleCheck(handler: self))
     }
 
     /// Fires the idle event when nothing was read for `idleTimeout`; else checks again when
     /// that much time will have passed since the last read.
-    private func idleCheck(context: ChannelHandlerContext) {
-        guard let idleTimeout, !closing, context.channel.isActive else { return }
+    fileprivate func checkIdle() {
+        idleCheck = nil
+        guard let idleTimeout, let context = idleContext, !closing, context.channel.isActive else { return }
         let quiet = NIODeadline.now() - lastRead
         if quiet >= idleTimeout {
             scheduleIdleCheck(in: idleTimeout, context: context)
@@ -227,7 +239,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
         guard !closing else { return }
         closing = true
         timeoutTask?.cancel()
-        idleTask?.cancel()
+        stopIdleTimer()
         cumulation = nil
         establishedPromise?.fail(error)
         failPendingWrites(error)
@@ -276,5 +288,14 @@ extension SecureChannelHandler {
                 try machine.seal(packet, into: &output)
             }
         }
+    }
+}
+
+/// The idle timer's callback: one reference, so that the event loop stores it inline.
+private struct IdleCheck: NIOScheduledCallbackHandler {
+    let handler: SecureChannelHandler
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        handler.checkIdle()
     }
 }
