@@ -2,6 +2,7 @@ import Logging
 import MyIMAuth
 import MyIMLink
 import MyIMSecureChannel
+import MyIMTransport
 import MyIMWire
 import NIOCore
 import NIOExtras
@@ -44,7 +45,6 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     }
 
     private let endpoint: Endpoint
-    private let established: EventLoopFuture<SecureChannelSession>
     private var state = State.handshaking
     private var context: ChannelHandlerContext?
     /// The connection's event loop; kept after the handler leaves the pipeline.
@@ -67,10 +67,11 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     /// `sendPendingOpens` can send this session's `SessionOpen`, and its `SessionReady` can
     /// come back, between `table.open` and the hop to this event loop.
     private var boundEarly = false
+    /// The handshake's failure was counted (``errorCaught(context:error:)``).
+    private var handshakeFailed = false
 
-    init(endpoint: Endpoint, established: EventLoopFuture<SecureChannelSession>) {
+    init(endpoint: Endpoint) {
         self.endpoint = endpoint
-        self.established = established
     }
 
     // MARK: - Connection lifecycle
@@ -88,15 +89,6 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         source = context.channel.remoteAddress?.ipAddress ?? "unknown"
         admitted = endpoint.limiter.acquire(source)
         EndpointMetrics.connections.increment()
-        established.assumeIsolated().whenComplete { [self] result in
-            switch result {
-            case .success:
-                EndpointMetrics.handshake(failure: nil)
-                secured()
-            case .failure(let error):
-                EndpointMetrics.handshake(failure: error)
-            }
-        }
         context.fireChannelActive()
     }
 
@@ -123,6 +115,9 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         let before = state
         state = .closed
         defer { held = [] }
+        if case .handshaking = before, !handshakeFailed {
+            EndpointMetrics.handshake(failure: SecureChannelError(.notEstablished, "the connection closed during the handshake"))
+        }
         switch before {
         case .pending(let info, let timeout):
             timeout.cancel()
@@ -166,6 +161,10 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if case .handshaking = state, !handshakeFailed {
+            handshakeFailed = true
+            EndpointMetrics.handshake(failure: error)
+        }
         ended = ended ?? "connection error: \(error)"
         endpoint.logger.debug("connection error", metadata: ["source": "\(source)", "error": "\(error)"])
         close(context)
@@ -173,6 +172,10 @@ final class ClientSessionHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
+        case let event as SecureChannelEvent:
+            guard case .established = event else { return }
+            EndpointMetrics.handshake(failure: nil)
+            secured()
         case let event as SessionEvent:
             switch event {
             case .bound:

@@ -59,7 +59,7 @@ enum EndpointListener {
                         server: ServerChannelStateMachine(identity: configuration.identity, limits: configuration.limits),
                         handshakeTimeout: configuration.handshakeTimeout, idleTimeout: idleTimeout)
                     try operations.addHandler(secure)
-                    try operations.addHandler(ClientSessionHandler(endpoint: endpoint, established: secure.established))
+                    try operations.addHandler(ClientSessionHandler(endpoint: endpoint))
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()

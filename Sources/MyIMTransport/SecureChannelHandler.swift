@@ -29,8 +29,10 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     /// The pending idle check: a scheduled callback, which costs an idle connection no promise
     /// and no closure (``IdleCheck``).
     private var idleCheck: NIOScheduledCallback?
-    /// The context the idle check runs in; set while the idle timer runs.
-    private var idleContext: ChannelHandlerContext?
+    /// Set while the handler is on a pipeline.
+    private var context: ChannelHandlerContext?
+    /// The channel's event loop, once on a pipeline; kept after removal.
+    private var eventLoop: (any EventLoop)?
     /// When bytes were last read (only kept with an `idleTimeout`).
     private var lastRead = NIODeadline.now()
     private var establishedPromise: EventLoopPromise<SecureChannelSession>?
@@ -41,9 +43,20 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
 
     /// Completes when the handshake does, fails with the error that closed the channel
     /// otherwise. Available once the handler is on a pipeline.
+    ///
+    /// Made when first asked for: a connection whose owner learns of the handshake from
+    /// ``SecureChannelEvent/established(_:)`` (an endpoint's) keeps no promise.
     public var established: EventLoopFuture<SecureChannelSession> {
-        guard let establishedPromise else { preconditionFailure("the handler is not on a pipeline yet") }
-        return establishedPromise.futureResult
+        if let establishedPromise { return establishedPromise.futureResult }
+        guard let eventLoop else { preconditionFailure("the handler is not on a pipeline yet") }
+        let promise = eventLoop.makePromise(of: SecureChannelSession.self)
+        establishedPromise = promise
+        if let session {
+            promise.succeed(session)
+        } else if closing {
+            promise.fail(SecureChannelError(.notEstablished, "the secure channel closed before it was established"))
+        }
+        return promise.futureResult
     }
 
     /// A client-side handler: it opens the handshake as soon as the channel is active.
@@ -61,7 +74,8 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
-        establishedPromise = context.eventLoop.makePromise()
+        self.context = context
+        eventLoop = context.eventLoop
         if let handshakeTimeout {
             let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -82,6 +96,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
         let error = SecureChannelError(.notEstablished, "the secure channel handler was removed")
         establishedPromise?.fail(error)
         failPendingWrites(error)
+        self.context = nil  // It holds this handler.
     }
 
     public func channelActive(context: ChannelHandlerContext) {
@@ -192,17 +207,14 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     // MARK: - Idle timeout
 
     private func startIdleTimer(context: ChannelHandlerContext) {
-        guard let idleTimeout, idleContext == nil, !closing else { return }
-        idleContext = context
+        guard let idleTimeout, idleCheck == nil, !closing else { return }
         lastRead = .now()
         scheduleIdleCheck(in: idleTimeout, context: context)
     }
 
-    /// Cancels the pending check and lets go of the context (which holds this handler).
     private func stopIdleTimer() {
         idleCheck?.cancel()
         idleCheck = nil
-        idleContext = nil
     }
 
     private func scheduleIdleCheck(in delay: TimeAmount, context: ChannelHandlerContext) {
@@ -214,7 +226,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     /// that much time will have passed since the last read.
     fileprivate func checkIdle() {
         idleCheck = nil
-        guard let idleTimeout, let context = idleContext, !closing, context.channel.isActive else { return }
+        guard let idleTimeout, let context, !closing, context.channel.isActive else { return }
         let quiet = NIODeadline.now() - lastRead
         if quiet >= idleTimeout {
             scheduleIdleCheck(in: idleTimeout, context: context)
