@@ -37,8 +37,8 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         /// The token is being verified and the session opened (a task).
         case authenticating
         /// Opened at the center, waiting for `SessionReady`; given up at `timeout`.
-        case pending(SessionInfo, timeout: Scheduled<Void>)
-        case bound(SessionInfo)
+        case pending(SessionName, timeout: Scheduled<Void>)
+        case bound(SessionName)
         /// Told why it is refused; what it sends is dropped until it closes.
         case refused
         case closed
@@ -135,7 +135,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     /// the end of the stream at once, reads held or not, so what it sent is held here. It still
     /// goes to the center, ahead of the session's close; the link takes it over its mark, as
     /// it is bounded by what the socket had buffered.
-    private func relayHeldAtClose(_ info: SessionInfo) {
+    private func relayHeldAtClose(_ info: SessionName) {
         for packet in held where ClientPacketRoute(type: packet.type) == .relay {
             guard endpoint.link.writer.send(FromClient(session: info.session, payload: packet).packet, evenIfBusy: true) == .sent
             else { return }
@@ -148,7 +148,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     ///
     /// In a task of its own on the event loop: a close can run inline from a write the table
     /// makes under its lock, and the table's lock is not reentrant.
-    private func close(_ info: SessionInfo, fallback: String) {
+    private func close(_ info: SessionName, fallback: String) {
         guard let eventLoop else { return }
         let endpoint = endpoint
         eventLoop.execute {
@@ -255,7 +255,8 @@ final class ClientSessionHandler: ChannelDuplexHandler {
                 let info = endpoint.table.open(
                     user: claims.address, userID: claims.userID, login: claims.sessionID, device: claims.deviceHash, outbox: outbox)
                 // Before SessionOpen leaves: the center's SessionReady then finds the handler pending.
-                handler.eventLoop.execute { handler.value.opened(info) }
+                let name = SessionName(session: info.session, user: info.user)
+                handler.eventLoop.execute { handler.value.opened(name) }
                 await endpoint.link.sendPendingOpens()
             case .failure(let refusal):
                 handler.eventLoop.execute {
@@ -268,7 +269,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         }
     }
 
-    private func opened(_ info: SessionInfo) {
+    private func opened(_ info: SessionName) {
         guard case .authenticating = state, let context else {
             // The client left while its token was checked.
             close(info, fallback: ended ?? "the client disconnected")
@@ -288,7 +289,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         state = .pending(info, timeout: timeout)
     }
 
-    private func bind(_ info: SessionInfo) {
+    private func bind(_ info: SessionName) {
         state = .bound(info)
         endpoint.logger.info("session open", metadata: ["session": "\(info.session)", "user": "\(info.user)"])
         relayHeld()
@@ -432,3 +433,9 @@ final class ClientSessionHandler: ChannelDuplexHandler {
 
 @available(*, unavailable)
 extension ClientSessionHandler: Sendable {}
+
+/// What a connection keeps of its session; the ``SessionTable`` has the rest.
+private struct SessionName: Sendable {
+    let session: String
+    let user: String
+}

@@ -10,14 +10,14 @@ public struct ServerChannelStateMachine: Sendable {
     /// What only the handshake needs lives in its states and is gone once it is done: an
     /// established channel holds its two directions' keys and counters, nothing more.
     private enum State: Sendable {
-        case awaitingClientHello(limits: WireLimits, ephemeralKey: Curve25519.KeyAgreement.PrivateKey, random: [UInt8])
+        indirect case awaitingClientHello(
+            identity: ServerIdentityKey, limits: WireLimits, ephemeralKey: Curve25519.KeyAgreement.PrivateKey, random: [UInt8])
         indirect case awaitingClientFinished(schedule: KeySchedule, opener: FrameOpener, session: SecureChannelSession, limits: WireLimits)
         case established(sealer: FrameSealer, opener: FrameOpener)
         case closed
     }
 
     private var state: State
-    private let identity: ServerIdentityKey
 
     /// - Parameters:
     ///   - ephemeralKey, random: injectable for test vectors; fresh by default.
@@ -27,8 +27,7 @@ public struct ServerChannelStateMachine: Sendable {
         ephemeralKey: Curve25519.KeyAgreement.PrivateKey = .init(),
         random: [UInt8] = randomBytes(HandshakeConstants.randomSize)
     ) {
-        self.identity = identity
-        state = .awaitingClientHello(limits: limits, ephemeralKey: ephemeralKey, random: random)
+        state = .awaitingClientHello(identity: identity, limits: limits, ephemeralKey: ephemeralKey, random: random)
     }
 
     public var isEstablished: Bool {
@@ -65,7 +64,7 @@ public struct ServerChannelStateMachine: Sendable {
         case .closed:
             return false
 
-        case .awaitingClientHello(let limits, let ephemeralKey, let random):
+        case .awaitingClientHello(let identity, let limits, let ephemeralKey, let random):
             let read: (packet: Packet, raw: ByteBuffer)?
             do { read = try Packet.read(from: &buffer, maxSize: limits.maxHandshakePacketSize, limits: limits) } catch {
                 throw SecureChannelError(error)

@@ -38,22 +38,23 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     private var establishedPromise: EventLoopPromise<SecureChannelSession>?
     private var closing = false
 
-    /// The session, once established.
-    public private(set) var session: SecureChannelSession?
+    /// The handshake completed.
+    public private(set) var isEstablished = false
 
     /// Completes when the handshake does, fails with the error that closed the channel
-    /// otherwise. Available once the handler is on a pipeline.
+    /// otherwise. Ask for it once the handler is on a pipeline and before the handshake
+    /// completes (as ``SecureClient`` does, right after adding the handler).
     ///
-    /// Made when first asked for: a connection whose owner learns of the handshake from
-    /// ``SecureChannelEvent/established(_:)`` (an endpoint's) keeps no promise.
+    /// Made when first asked for, and the session is not kept otherwise: a connection whose
+    /// owner learns of the handshake from ``SecureChannelEvent/established(_:)`` (an endpoint's)
+    /// keeps neither a promise nor the session.
     public var established: EventLoopFuture<SecureChannelSession> {
         if let establishedPromise { return establishedPromise.futureResult }
         guard let eventLoop else { preconditionFailure("the handler is not on a pipeline yet") }
+        precondition(!isEstablished, "ask for `established` before the handshake completes, or watch for SecureChannelEvent")
         let promise = eventLoop.makePromise(of: SecureChannelSession.self)
         establishedPromise = promise
-        if let session {
-            promise.succeed(session)
-        } else if closing {
+        if closing {
             promise.fail(SecureChannelError(.notEstablished, "the secure channel closed before it was established"))
         }
         return promise.futureResult
@@ -80,7 +81,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
             let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
             timeoutTask = context.eventLoop.scheduleTask(in: handshakeTimeout) {
-                guard handler.value.session == nil else { return }
+                guard !handler.value.isEstablished else { return }
                 handler.value.timedOut(after: handshakeTimeout, context: loopBoundContext.value)
             }
         }
@@ -138,7 +139,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
             promise?.fail(SecureChannelError(.notEstablished, "the secure channel is closed"))
             return
         }
-        guard session != nil else {
+        guard isEstablished else {
             pendingWrites.append((packet, promise))
             return
         }
@@ -163,7 +164,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
                 wrote = true
             case .established(let session):
                 if wrote { context.flush(); wrote = false }
-                self.session = session
+                isEstablished = true
                 timeoutTask?.cancel()
                 timeoutTask = nil
                 establishedPromise?.succeed(session)
