@@ -129,15 +129,32 @@ private struct Sessions {
         /// out on, so that each new link sends it exactly once.
         case pending(sentOn: Int?)
         case bound
-        case closing
+        /// The table closed the connection, for `reason` (kick, quit, refused session, too slow).
+        case closing(reason: String)
     }
 
-    private struct Entry {
-        var info: SessionInfo
+    /// A reference: the dictionary's buckets, at most three quarters full, hold a pointer
+    /// each rather than the whole entry.
+    private final class Entry {
+        let info: SessionInfo
         var state: State
         let outbox: ClientOutbox
-        /// Why the table closed the connection (kick, quit, refused session), if it did.
-        var closeReason: String?
+
+        init(info: SessionInfo, outbox: ClientOutbox) {
+            self.info = info
+            state = .pending(sentOn: nil)
+            self.outbox = outbox
+        }
+
+        /// Closes the connection for `reason`, unless the table already did (the first reason stays).
+        func markClosing(_ reason: String) {
+            if case .closing = state { return }
+            state = .closing(reason: reason)
+        }
+
+        var closeReason: String? {
+            if case .closing(let reason) = state { reason } else { nil }
+        }
     }
 
     private let node: String
@@ -162,7 +179,7 @@ private struct Sessions {
     mutating func open(user: String, userID: Int64, login: String, device: String, outbox: ClientOutbox) -> SessionInfo {
         counter += 1
         let info = SessionInfo(session: "\(node):\(counter)", user: user, login: login, device: device, since: clock(), userID: userID)
-        entries[info.session] = Entry(info: info, state: .pending(sentOn: nil), outbox: outbox)
+        entries[info.session] = Entry(info: info, outbox: outbox)
         pending.insert(info.session)
         if let shutdown { close(info.session, with: shutdown.packet, reason: shutdown.reason) }
         return info
@@ -194,7 +211,7 @@ private struct Sessions {
         guard let entry = entries[session] else { return false }
         guard case .pending = entry.state else { return true }
         let authOK = AuthOK(username: entry.info.user, sessionID: entry.info.login, serverTime: clock(), node: node)
-        entries[session]?.state = .bound
+        entry.state = .bound
         pending.remove(session)
         enqueue(authOK.packet, for: session)
         enqueue(Packet(type: MessageType.initialState.rawValue, body: initial), for: session)
@@ -263,7 +280,7 @@ private struct Sessions {
         var claimed: [SessionInfo] = []
         for session in pending {
             guard let entry = entries[session], case .pending(let sentOn) = entry.state, sentOn != generation else { continue }
-            entries[session]?.state = .pending(sentOn: generation)
+            entry.state = .pending(sentOn: generation)
             claimed.append(entry.info)
         }
         return claimed.sorted { $0.since < $1.since }
@@ -291,8 +308,7 @@ private struct Sessions {
         guard let entry = entries[session], !entry.outbox.write(packet) else { return }
         // The client reads slower than it is sent to: close it rather than buffer without
         // bound. Stored (QoS 1) messages come back at its next login.
-        entries[session]?.state = .closing
-        if entries[session]?.closeReason == nil { entries[session]?.closeReason = "the client did not read what it was sent" }
+        entry.markClosing("the client did not read what it was sent")
         pending.remove(session)
         entry.outbox.close()
     }
@@ -300,8 +316,7 @@ private struct Sessions {
     /// Writes `packet` as the session's last (19, 44, 48, 20) and closes its connection after it.
     private mutating func finish(_ session: String, with packet: Packet, reason: String) {
         guard let entry = entries[session] else { return }
-        entries[session]?.state = .closing
-        if entry.closeReason == nil { entries[session]?.closeReason = reason }
+        entry.markClosing(reason)
         pending.remove(session)
         entry.outbox.writeLast(packet)
     }
