@@ -5,7 +5,6 @@ import MyIMSecureChannel
 import MyIMTransport
 import MyIMWire
 import NIOCore
-import NIOExtras
 
 /// One client connection, on its event loop: admission, token auth, then relaying.
 ///
@@ -45,6 +44,9 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     }
 
     private let endpoint: Endpoint
+    private let connections: ClientConnections
+    /// This connection's place in `connections`.
+    var slot = 0
     private var state = State.handshaking
     private var context: ChannelHandlerContext?
     /// The connection's event loop; kept after the handler leaves the pipeline.
@@ -70,8 +72,9 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     /// The handshake's failure was counted (``errorCaught(context:error:)``).
     private var handshakeFailed = false
 
-    init(endpoint: Endpoint) {
+    init(endpoint: Endpoint, connections: ClientConnections) {
         self.endpoint = endpoint
+        self.connections = connections
     }
 
     // MARK: - Connection lifecycle
@@ -79,9 +82,11 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         eventLoop = context.eventLoop
+        connections.add(self, on: context.eventLoop)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        connections.remove(self, on: context.eventLoop)
         self.context = nil
     }
 
@@ -197,9 +202,6 @@ final class ClientSessionHandler: ChannelDuplexHandler {
             guard !mustHoldReads else { return }
             let milliseconds = endpoint.configuration.idleTimeout.nanoseconds / 1_000_000
             ended = ended ?? "idle timeout: nothing received for \(milliseconds) ms"
-            close(context)
-        case is ChannelShouldQuiesceEvent:
-            ended = ended ?? "the endpoint is shutting down"
             close(context)
         default:
             context.fireUserInboundEventTriggered(event)
@@ -428,6 +430,14 @@ final class ClientSessionHandler: ChannelDuplexHandler {
             guard let context = self.context else { return }
             self.flushIfDue(context)
         }
+    }
+}
+
+extension ClientSessionHandler: ClientConnections.Member {
+    func shutDown() {
+        guard let context else { return }
+        ended = ended ?? "the endpoint is shutting down"
+        close(context)
     }
 }
 

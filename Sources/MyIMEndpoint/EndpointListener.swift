@@ -1,6 +1,5 @@
 import MyIMSecureChannel
 import MyIMTransport
-import NIOExtras
 import MyIMWire
 import NIOCore
 import NIOPosix
@@ -9,14 +8,19 @@ import NIOPosix
 /// accepted.
 public struct ClientListener: Sendable {
     public let channel: any Channel
-    let quiescing: ServerQuiescingHelper
+    let connections: ClientConnections
 
-    /// Closes the listener and asks every connection to close (``ClientSessionHandler``);
-    /// completes once all of them have.
+    /// Closes the listener and every connection it accepted (``ClientSessionHandler``);
+    /// returns once all of them have left their pipelines, or after 5 s.
     func closeAll() async {
-        let promise = channel.eventLoop.makePromise(of: Void.self)
-        quiescing.initiateShutdown(promise: promise)
-        try? await promise.futureResult.get()
+        try? await channel.close()
+        let deadline = ContinuousClock.now + .seconds(5)
+        // Again while any is left: a connection accepted just before the listener closed can
+        // join its pipeline after the first pass.
+        repeat {
+            await connections.shutDownAll()
+            try? await Task.sleep(for: .milliseconds(10))
+        } while await connections.count() > 0 && ContinuousClock.now < deadline
     }
 }
 
@@ -32,15 +36,10 @@ enum EndpointListener {
     ) async throws -> ClientListener {
         let configuration = endpoint.configuration
         let idleTimeout = configuration.idleTimeout
-        let quiescing = ServerQuiescingHelper(group: group)
+        let connections = ClientConnections(group: group)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
-                }
-            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             // Past the high mark the channel is not writable and the session table closes the
             // client as too slow (``ClientOutbox``).
@@ -59,10 +58,10 @@ enum EndpointListener {
                         server: ServerChannelStateMachine(identity: configuration.identity, limits: configuration.limits),
                         handshakeTimeout: configuration.handshakeTimeout, idleTimeout: idleTimeout)
                     try operations.addHandler(secure)
-                    try operations.addHandler(ClientSessionHandler(endpoint: endpoint))
+                    try operations.addHandler(ClientSessionHandler(endpoint: endpoint, connections: connections))
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
-        return ClientListener(channel: channel, quiescing: quiescing)
+        return ClientListener(channel: channel, connections: connections)
     }
 }

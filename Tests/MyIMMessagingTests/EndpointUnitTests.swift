@@ -3,6 +3,7 @@ import MyIMLink
 import MyIMWire
 import NIOCore
 import NIOEmbedded
+import NIOPosix
 import Testing
 
 extension EndpointTests {
@@ -36,6 +37,37 @@ extension EndpointTests {
             #expect(read(65) == 128)  // Back to the kept buffer, not grown by the burst.
             #expect(read(65) == 128)
             #expect(pool.count == 1)
+        }
+
+        /// The listener's connection list: a member leaving takes the last one into its slot,
+        /// leaving twice changes nothing, and a shutdown reaches each member held.
+        @Test func connectionsAreHeldPerLoopAndShutDownTogether() async throws {
+            final class Member: ClientConnections.Member {
+                var slot = -1
+                var shutDowns = 0
+                func shutDown() { shutDowns += 1 }
+            }
+            let group = MultiThreadedEventLoopGroup.singleton
+            let loop = group.next()
+            let connections = ClientConnections(group: group)
+            let members = try await loop.submit { NIOLoopBound((Member(), Member(), Member()), eventLoop: loop) }.get()
+            try await loop.submit {
+                let (a, b, c) = members.value
+                for member in [a, b, c] { connections.add(member, on: loop) }
+                #expect([a.slot, b.slot, c.slot] == [0, 1, 2])
+                connections.remove(a, on: loop)
+                #expect(c.slot == 0 && b.slot == 1)
+                connections.remove(a, on: loop)
+            }.get()
+            #expect(await connections.count() == 2)
+            await connections.shutDownAll()
+            try await loop.submit {
+                let (a, b, c) = members.value
+                #expect([a.shutDowns, b.shutDowns, c.shutDowns] == [0, 1, 1])
+                connections.remove(b, on: loop)
+                connections.remove(c, on: loop)
+            }.get()
+            #expect(await connections.count() == 0)
         }
 
         @Test func clientPacketRoutes() {
