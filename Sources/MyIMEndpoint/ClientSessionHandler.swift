@@ -49,8 +49,6 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     var slot = 0
     private var state = State.handshaking
     private var context: ChannelHandlerContext?
-    /// The connection's event loop; kept after the handler leaves the pipeline.
-    private var eventLoop: (any EventLoop)?
     private var source = "unknown"
     private var admitted = false
     /// Packets read that cannot be handled yet, in order.
@@ -81,7 +79,6 @@ final class ClientSessionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        eventLoop = context.eventLoop
         connections.add(self, on: context.eventLoop)
     }
 
@@ -126,10 +123,10 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         switch before {
         case .pending(let info, let timeout):
             timeout.cancel()
-            close(info, fallback: ended ?? "the center did not bind the session")
+            close(info, fallback: ended ?? "the center did not bind the session", on: context.eventLoop)
         case .bound(let info):
             relayHeldAtClose(info)
-            close(info, fallback: ended ?? "the client disconnected")
+            close(info, fallback: ended ?? "the client disconnected", on: context.eventLoop)
         case .handshaking, .awaitingToken, .authenticating, .refused, .closed:
             break  // An authentication still running closes its session when it ends (`opened`).
         }
@@ -153,8 +150,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     ///
     /// In a task of its own on the event loop: a close can run inline from a write the table
     /// makes under its lock, and the table's lock is not reentrant.
-    private func close(_ info: SessionName, fallback: String) {
-        guard let eventLoop else { return }
+    private func close(_ info: SessionName, fallback: String, on eventLoop: any EventLoop) {
         let endpoint = endpoint
         eventLoop.execute {
             let reason = endpoint.table.remove(info.session)?.closeReason ?? fallback
@@ -258,7 +254,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
                     user: claims.address, userID: claims.userID, login: claims.sessionID, device: claims.deviceHash, outbox: outbox)
                 // Before SessionOpen leaves: the center's SessionReady then finds the handler pending.
                 let name = SessionName(session: info.session, user: info.user)
-                handler.eventLoop.execute { handler.value.opened(name) }
+                handler.eventLoop.execute { handler.value.opened(name, on: handler.eventLoop) }
                 await endpoint.link.sendPendingOpens()
             case .failure(let refusal):
                 handler.eventLoop.execute {
@@ -271,10 +267,10 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         }
     }
 
-    private func opened(_ info: SessionName) {
+    private func opened(_ info: SessionName, on eventLoop: any EventLoop) {
         guard case .authenticating = state, let context else {
             // The client left while its token was checked.
-            close(info, fallback: ended ?? "the client disconnected")
+            close(info, fallback: ended ?? "the client disconnected", on: eventLoop)
             return
         }
         endpoint.logger.debug("token verified; opening the session at the center", metadata: [
