@@ -27,7 +27,10 @@ final class ClientConnections: Sendable {
 
     /// On `loop`'s thread.
     func add(_ member: any Member, on loop: any EventLoop) {
-        guard let box = loops[ObjectIdentifier(loop)] else { return }
+        guard let box = loops[ObjectIdentifier(loop)] else {
+            assertionFailure("a connection on an event loop outside the listener's group")
+            return
+        }
         member.slot = box.value.count
         box.value.append(member)
     }

@@ -58,7 +58,9 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     /// Waiting for the link to drain (``LinkWriter/whenWritable(_:)``).
     private var waitingForLink = false
     /// QoS 1 chats relayed to the center that have had neither 8 nor 20 back.
-    private var unanswered = 0
+    private var unanswered: Int32 = 0
+    /// How many of `held`, from its start, ``relayHeld()`` has relayed so far.
+    private var heldRelayed: Int32 = 0
     /// Why the connection ended, when something other than the client ended it.
     private var ended: String?
     /// A flush is due at the end of this event loop tick (``flush(context:)``).
@@ -138,7 +140,8 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     /// goes to the center, ahead of the session's close; the link takes it over its mark, as
     /// it is bounded by what the socket had buffered.
     private func relayHeldAtClose(_ info: SessionName) {
-        for packet in held where ClientPacketRoute(type: packet.type) == .relay {
+        defer { heldRelayed = 0 }
+        for packet in held[Int(heldRelayed)...] where ClientPacketRoute(type: packet.type) == .relay {
             guard endpoint.link.writer.send(FromClient(session: info.session, payload: packet).packet, evenIfBusy: true) == .sent
             else { return }
             endpoint.counters.messageIn(packet.type)
@@ -304,12 +307,19 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     /// Relays what was held, in order, while the link takes it; then reads again.
     private func relayHeld() {
         guard let context, case .bound = state else { return }
-        var relayed = 0
-        while relayed < held.count, relay(held[relayed]) { relayed += 1 }
-        // A relay can close the connection (a reply to a client over its high-water mark), and
-        // the close empties `held` at once.
-        held.removeFirst(min(relayed, held.count))
-        guard case .bound = state else { return }
+        // Counted before each relay: a relay can close the connection (a reply to a client over
+        // its high-water mark), and the close relays what is left (`relayHeldAtClose`) and
+        // empties `held` at once.
+        while heldRelayed < held.count {
+            heldRelayed += 1
+            guard relay(held[Int(heldRelayed) - 1]) else {
+                heldRelayed -= 1
+                break
+            }
+            guard case .bound = state else { return }
+        }
+        held.removeFirst(Int(heldRelayed))
+        heldRelayed = 0
         if !held.isEmpty {
             waitForLink()
         } else if readDeferred {

@@ -36,7 +36,7 @@ struct IdleFriendlyRecvAllocator: RecvByteBufferAllocator {
     /// above `pooled` (the pool then asks ``buffer(allocator:)`` for a new one and does not keep it).
     mutating func record(actualReadBytes: Int) -> Bool {
         if actualReadBytes >= Int(next) {
-            next = min(next * 2, maximum)
+            next = next > maximum / 2 ? maximum : next * 2
         } else if actualReadBytes <= Int(next / 2) {
             next = max(next / 2, pooled)
         }

@@ -37,6 +37,8 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     private var lastRead = NIODeadline.now()
     private var establishedPromise: EventLoopPromise<SecureChannelSession>?
     private var closing = false
+    /// The channel went inactive or the handler left its pipeline.
+    private var inactive = false
 
     /// The handshake completed.
     public private(set) var isEstablished = false
@@ -54,7 +56,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
         precondition(!isEstablished, "ask for `established` before the handshake completes, or watch for SecureChannelEvent")
         let promise = eventLoop.makePromise(of: SecureChannelSession.self)
         establishedPromise = promise
-        if closing {
+        if closing || inactive {
             promise.fail(SecureChannelError(.notEstablished, "the secure channel closed before it was established"))
         }
         return promise.futureResult
@@ -92,6 +94,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
+        inactive = true
         timeoutTask?.cancel()
         stopIdleTimer()
         let error = SecureChannelError(.notEstablished, "the secure channel handler was removed")
@@ -107,6 +110,7 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        inactive = true
         timeoutTask?.cancel()
         stopIdleTimer()
         let error = SecureChannelError(.notEstablished, "the connection closed before the secure channel was established")
@@ -131,6 +135,13 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
             cumulation!.discardReadBytes()
         }
         perform(actions, context: context)
+    }
+
+    /// A read asked for starts the idle clock again: a handler above that held reads back (an
+    /// endpoint's session handler while its link is congested) was not waiting for the peer.
+    public func read(context: ChannelHandlerContext) {
+        if idleTimeout != nil { lastRead = .now() }
+        context.read()
     }
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

@@ -249,6 +249,31 @@ import Testing
         }
     }
 
+    /// Once the endpoint reads a held-back client again, the client has a whole idle timeout
+    /// from then, not from the last bytes it sent before the hold. Held here as a client that
+    /// sends before its session is bound (before 42) is, for longer than the idle timeout.
+    @Test func aClientHeldBackHasAWholeIdleTimeoutOnceReadsResume() async throws {
+        try await EndpointHarness.with({ $0.idleTimeout = .milliseconds(300) }) { harness in
+            await harness.center.setMode(.ignoreSessionOpens)
+            let client = try await harness.connect()
+            try await client.send(TokenAuth(token: try await harness.token()))
+            let chat = Chat(target: .user("bob@alpha.example"), content: .text("early"), clientMessageID: "e1", qos: .bestEffort)
+            try await client.send(chat)
+            let open = try SessionOpen(packet: try #require(await harness.center.take(.sessionOpen)))
+            try await Task.sleep(for: .seconds(1))  // Over three idle timeouts, reads held.
+            #expect(await client.closed == false, "closed as idle while the endpoint held its reads")
+
+            await harness.center.setMode(.normal)
+            let initial = InitialState(friends: [], groups: [], messages: []).body
+            try await harness.center.send(SessionReady(session: open.info.session, initial: initial))
+            _ = try #require(await harness.center.take(.fromClient))  // Relayed as reads resume.
+            let resumed = ContinuousClock.now
+            #expect(await client.waitClosed(timeout: .seconds(5)))
+            let idle = ContinuousClock.now - resumed
+            #expect(idle >= .milliseconds(250), "closed \(idle) after its reads resumed; the idle timeout is 300 ms")
+        }
+    }
+
     /// A client that sends and closes while the link is congested: the endpoint reads all it
     /// sent at the end of the stream, and relays it ahead of the session's close.
     @Test func whatAClientSentBeforeClosingReachesTheCenterWhileTheLinkIsCongested() async throws {
