@@ -45,7 +45,7 @@ enum EndpointListener {
             // client as too slow (``ClientOutbox``).
             .childChannelOption(
                 .writeBufferWaterMark, value: .init(low: configuration.maxUnreadBytes / 2, high: configuration.maxUnreadBytes))
-            // Client packets are small: an idle connection keeps an 80-byte receive buffer, and
+            // Client packets are small: an idle connection keeps a 128-byte receive buffer, and
             // larger reads get buffers of their own.
             .childChannelOption(.recvAllocator, value: IdleFriendlyRecvAllocator())
             // One read per readable event: the channel then keeps one pooled receive buffer, not

@@ -7,8 +7,8 @@ import NIOCore
 /// allocator ever asked for (``NIOPooledRecvBufferAllocator``). With `AdaptiveRecvByteBufferAllocator`
 /// the token read at login leaves every idle connection holding a 512-byte buffer for its lifetime.
 /// This allocator gives no size hint (`nextBufferSize()` is `nil`), so the pool keeps the first
-/// buffer, `pooled` bytes: 80 by default, room for a ping's frame (65 bytes), which is all an idle
-/// client sends. A read that
+/// buffer, `pooled` bytes (a power of two, as `ByteBuffer` rounds capacities up to one), room for
+/// a ping's frame (65 bytes), which is all an idle client sends. A read that
 /// fills the buffer doubles the size of the next (up to `maximum`), and such larger buffers are
 /// allocated per read and freed with what was read; reads that use half their buffer or less halve the
 /// size back toward `pooled`, where the kept buffer serves again.
@@ -22,7 +22,7 @@ struct IdleFriendlyRecvAllocator: RecvByteBufferAllocator {
     /// The size of the next buffer.
     private(set) var next: Int32
 
-    init(pooled: Int = 80, maximum: Int = 64 * 1024) {
+    init(pooled: Int = 128, maximum: Int = 64 * 1024) {
         precondition(pooled > 0 && maximum >= pooled && maximum <= Int(Int32.max))
         self.pooled = Int32(pooled)
         self.maximum = Int32(maximum)
