@@ -33,7 +33,8 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
     private var context: ChannelHandlerContext?
     /// The channel's event loop, once on a pipeline; kept after removal.
     private var eventLoop: (any EventLoop)?
-    /// When bytes were last read (only kept with an `idleTimeout`).
+    /// When the channel last asked for bytes (only kept with an `idleTimeout`): it asks again
+    /// right after each read, part of a frame included, unless a handler above holds reads back.
     private var lastRead = NIODeadline.now()
     private var establishedPromise: EventLoopPromise<SecureChannelSession>?
     private var closing = false
@@ -121,7 +122,6 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
-        if idleTimeout != nil { lastRead = .now() }
         var incoming = unwrapInboundIn(data)
         if cumulation == nil {
             cumulation = incoming
@@ -137,8 +137,9 @@ public final class SecureChannelHandler: ChannelDuplexHandler, RemovableChannelH
         perform(actions, context: context)
     }
 
-    /// A read asked for starts the idle clock again: a handler above that held reads back (an
-    /// endpoint's session handler while its link is congested) was not waiting for the peer.
+    /// A read asked for starts the idle clock again: the channel asks after each read, so this
+    /// counts every byte that arrives, and a handler above that held reads back (an endpoint's
+    /// session handler while its link is congested) was not waiting for the peer meanwhile.
     public func read(context: ChannelHandlerContext) {
         if idleTimeout != nil { lastRead = .now() }
         context.read()
