@@ -18,7 +18,9 @@ extension Center {
         default: false
         }
         guard !draining || answersNothing else {
-            await reply(ErrorMessage(code: .centerUnavailable, data: "the center is shutting down; retry shortly with the same ids"), to: request.session)
+            await reply(
+                ErrorMessage(code: .centerUnavailable, data: "the center is shutting down; retry shortly with the same ids").answering(packet),
+                to: request.session)
             return
         }
         messagesIn.increment(packet.type)
@@ -67,12 +69,14 @@ extension Center {
                     ErrorMessage(code: .notSupportedHere, data: "message \(packet.type) is not served by the center"), to: request.session)
             }
         } catch let error as WireError {
-            await reply(ErrorMessage(code: error.code, data: error.message), to: request.session)
+            await reply(ErrorMessage(code: error.code, data: error.message).answering(packet), to: request.session)
         } catch let error as CenterRefusal {
-            await reply(ErrorMessage(code: error.code, data: error.message), to: request.session)
+            await reply(ErrorMessage(code: error.code, data: error.message).answering(packet), to: request.session)
         } catch {
             logger.error("request failed", metadata: ["user": "\(user)", "type": "\(packet.type)", "error": "\(error)"])
-            await reply(ErrorMessage(code: .internalError, data: "the center failed to handle message \(packet.type); retry"), to: request.session)
+            await reply(
+                ErrorMessage(code: .internalError, data: "the center failed to handle message \(packet.type); retry").answering(packet),
+                to: request.session)
         }
     }
 
@@ -103,24 +107,15 @@ extension Center {
             switch try await store.accept(sender: user, clientMessageID: chat.clientMessageID, recipient: target, now: now, makeDelivery: delivery) {
             case .duplicate(let id, let time):
                 // A retry: acknowledge again, deliver nothing twice.
-                await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time), to: session)
+                await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time, targetID: targetID), to: session)
             case .stored(let id, let time):
-                await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time), to: session)
-                await deliver(delivery(id, time).packet, to: target, echoingTo: session, of: user)
+                await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time, targetID: targetID), to: session)
+                await deliverLive(delivery(id, time).packet, to: target)
             }
         case .bestEffort:
+            // No answer: the sender has the message, and QoS 0 is not acknowledged.
             let id = try await store.allocateMessageID()
-            await deliver(delivery(id, now).packet, to: target, echoingTo: session, of: user)
-        }
-    }
-
-    /// A 1:1 delivery goes to the recipient's live session and, as the sender's copy, to the
-    /// session that sent it (once, when one sends to oneself). Its body is encoded once for both.
-    private func deliver(_ packet: Packet, to target: String, echoingTo session: String, of user: String) async {
-        let packet = target == user ? packet : packet.encodingBody()
-        await deliverLive(packet, to: target)
-        if target != user, let sender = sessions[session] {
-            await send(packet, toSessions: [session], on: sender.endpoint)
+            await deliverLive(delivery(id, now).packet, to: target)
         }
     }
 

@@ -235,6 +235,8 @@ public actor ChatSession {
                 ended = ClientError(.notLoggedIn, "a newer login of \(me) took over this session (19)")
                 output("* a newer login of \(me) took over this session")
                 return
+            case .chatRefused(_, let error):
+                output("! not sent: \(error)")
             case .error(let error):
                 output("! \(error)")
             case .other:

@@ -226,8 +226,8 @@ public actor MessagingConnection {
 
     /// Sends `text` to `address` (a bare name means the user's own domain).
     ///
-    /// - Returns: the server's 8 for QoS 1; for QoS 0, which gets no 8, the id and time of the
-    ///   sender's copy (18).
+    /// - Returns: the server's 8 for QoS 1. QoS 0 gets no answer: server id 0 and this
+    ///   machine's time of sending; a refusal comes later as ``IncomingEvent/chatRefused(clientMessageID:_:)``.
     /// - Throws: ``ClientError`` with the server's code and message (e.g. 332 unknown
     ///   recipient, 333 too large); 330 when the center stayed unreachable after one retry.
     @discardableResult
@@ -257,8 +257,10 @@ public actor MessagingConnection {
     /// Sends `content` to a user (``ChatTarget/user(_:)``, qualified with ``qualified(_:)``) or
     /// to a group (``ChatTarget/group(_:)``) under `clientMessageID` (a new UUID by default).
     ///
-    /// - Returns: the server's 8 for QoS 1 (with the group's `seq` for a group); for QoS 0, the
-    ///   id, time and `seq` of the sender's copy (18).
+    /// - Returns: the server's 8 for QoS 1 (with the group's `seq` for a group). A QoS 0 group
+    ///   chat: the id and time of the sender's copy (18), which every member gets. A QoS 0 1:1
+    ///   chat gets no answer: server id 0 and this machine's time of sending; a refusal comes
+    ///   later as ``IncomingEvent/chatRefused(clientMessageID:_:)``.
     /// - Throws: ``ClientError`` with the server's code and message (e.g. 332, 333, 335 not a
     ///   member of the group); 330 when the center stayed unreachable after one retry: a 330 is
     ///   retried once with the same `clientMessageID` after ``MessagingOptions/centerRetryDelay``,
@@ -275,20 +277,28 @@ public actor MessagingConnection {
         case .group: target
         }
         let chat = Chat(target: target, content: content, clientMessageID: clientMessageID, qos: qos)
-        let awaited: AwaitedReply = qos == .atLeastOnce ? .accepted(clientMessageID) : .copy(clientMessageID)
-        var attempt = 0
-        while true {
-            attempt += 1
-            let reply: Packet
-            do {
-                reply = try await router.request(chat.packet, awaiting: awaited, timeout: options.replyTimeout)
-            } catch {
-                guard error.fromServer, error.error.code == .centerUnavailable, attempt == 1 else { throw error.error }
-                try? await Task.sleep(for: options.centerRetryDelay)
-                continue
+        switch (target, qos) {
+        case (.user, .bestEffort):
+            // No answer comes unless the chat is refused (a 20 naming it, queued as an event).
+            guard router.send(chat.packet) else {
+                throw router.closed ?? ClientError(.notEstablished, "the connection to the endpoint is closed")
             }
+            return ChatAccepted(clientMessageID: clientMessageID, serverMessageID: 0, time: Self.now())
+        case (.user(let address), .atLeastOnce):
+            let accepted = try ChatAccepted(answer: try await request(chat, awaiting: .accepted(clientMessageID)))
+            // The server sends no copy back: 8 and what was sent make the user's own 18,
+            // kept in history and queued as an event as a recipient's is.
+            router.sent(ChatDelivery(
+                kind: .user, time: accepted.time, senderID: session.userID, senderName: router.owner, targetID: accepted.targetID ?? 0,
+                targetName: address, content: content, serverMessageID: accepted.serverMessageID, clientMessageID: clientMessageID,
+                qos: qos))
+            return accepted
+        case (.group, .atLeastOnce):
+            return try ChatAccepted(answer: try await request(chat, awaiting: .accepted(clientMessageID)))
+        case (.group, .bestEffort):
+            // Every member gets the group's 18, the sender too: its copy is the answer.
+            let reply = try await request(chat, awaiting: .copy(clientMessageID))
             do {
-                if reply.type == MessageType.chatAccepted.rawValue { return try ChatAccepted(packet: reply) }
                 let copy = try ChatDelivery(packet: reply)
                 return ChatAccepted(clientMessageID: clientMessageID, serverMessageID: copy.serverMessageID, time: copy.time, seq: copy.seq)
             } catch {
@@ -296,6 +306,24 @@ public actor MessagingConnection {
             }
         }
     }
+
+    /// Sends `chat` and waits for `reply`; a 330 (the endpoint's link to the center is down) is
+    /// retried once, with the same `client_msg_id`, after ``MessagingOptions/centerRetryDelay``.
+    private func request(_ chat: Chat, awaiting reply: AwaitedReply) async throws(ClientError) -> Packet {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await router.request(chat.packet, awaiting: reply, timeout: options.replyTimeout)
+            } catch {
+                guard error.fromServer, error.error.code == .centerUnavailable, attempt == 1 else { throw error.error }
+                try? await Task.sleep(for: options.centerRetryDelay)
+            }
+        }
+    }
+
+    /// Milliseconds since 1970, by this machine's clock.
+    private static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
     /// `address` trimmed and lower-cased, in the user's domain when it has no `@`: where
     /// ``send(_:to:qos:clientMessageID:)`` sends.
@@ -474,5 +502,16 @@ public actor MessagingConnection {
     private static func timeAmount(_ duration: Duration) -> TimeAmount {
         let (seconds, attoseconds) = duration.components
         return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+extension ChatAccepted {
+    /// The 8 that answers a chat; a malformed one is the endpoint's error.
+    fileprivate init(answer reply: Packet) throws(ClientError) {
+        do {
+            try self.init(packet: reply)
+        } catch {
+            throw ClientError(error.code, "the endpoint answered the chat with a malformed message \(reply.type): \(error.message)")
+        }
     }
 }

@@ -3,8 +3,9 @@ import Synchronization
 
 /// Something a ``MessagingConnection`` received that no request was waiting for.
 public enum IncomingEvent: Sendable, Equatable {
-    /// 18: a chat message for the user, or the copy of one the user sent. When history is
-    /// on, it is already in the history file: acknowledge it (``MessagingConnection/ack(_:)``).
+    /// 18: a chat message for the user, or one the user sent (a 1:1 message once its 8 came;
+    /// a group message as the server sends it to every member). When history is on, it is
+    /// already in the history file: acknowledge it (``MessagingConnection/ack(_:)``).
     case delivery(ChatDelivery)
     /// 18 that could not be written to history: show it, but do not acknowledge it, so that
     /// the server delivers it again later.
@@ -25,6 +26,9 @@ public enum IncomingEvent: Sendable, Equatable {
     case reconnect(Reconnect)
     /// 19: a newer login of the same user took over; the endpoint closes this connection.
     case kicked
+    /// 20 refusing a chat that nobody waits for (a QoS 0 1:1 chat, which is answered by
+    /// nothing else), with the chat's `client_msg_id`.
+    case chatRefused(clientMessageID: String, ClientError)
     /// 20 that answers no pending request, or a malformed server message.
     case error(ClientError)
     /// Any other server message (e.g. 14, 17, 28, 31, 33).
@@ -313,20 +317,31 @@ final class MessagingRouter: Sendable {
             state.withLock { $0.quitAcknowledged = true }
             answer(packet, matching: .quitAck, orEnqueue: false)
         case .error:
-            let error: ClientError
+            let message: ErrorMessage
             do {
-                let message = try ErrorMessage(packet: packet)
-                error = ClientError(message.code, message.data)
+                message = try ErrorMessage(packet: packet)
             } catch {
                 enqueue(.error(ClientError(error.code, "the endpoint sent a malformed error (20): \(error.message)")))
                 return
             }
+            let error = ClientError(message.code, message.data)
             let resumption: Resumption? = state.withLock { state in
-                guard let index = state.requests.firstIndex(where: { $0.reply.takesErrors }) else { return nil }
+                // A 20 naming a chat answers that chat (or, for a QoS 0 one, which nobody waits
+                // for, nothing); any other answers the oldest request that may be refused.
+                let index = if let chat = message.clientMessageID {
+                    state.requests.firstIndex { $0.reply == .accepted(chat) || $0.reply == .copy(chat) }
+                } else {
+                    state.requests.firstIndex { $0.reply.takesErrors }
+                }
+                guard let index else { return nil }
                 let waiting = state.requests.remove(at: index)
                 return .request(waiting.continuation, .failure(RequestFailure(error: error, fromServer: true)))
             }
-            if let resumption { resumption.run() } else { enqueue(.error(error)) }
+            if let resumption {
+                resumption.run()
+            } else {
+                enqueue(message.clientMessageID.map { .chatRefused(clientMessageID: $0, error) } ?? .error(error))
+            }
         case .kicked:
             state.withLock { $0.kicked = true }
             enqueue(.kicked)
@@ -459,7 +474,13 @@ final class MessagingRouter: Sendable {
         }
     }
 
-    /// A delivery answers a QoS 0 send (the sender's copy), and is an event either way.
+    /// The user's own 1:1 message, accepted (8): kept and queued as a delivery, like the 18 the
+    /// recipient gets (the server does not send it back to the sender).
+    func sent(_ delivery: ChatDelivery) {
+        route(delivery, historyFailure: record(delivery))
+    }
+
+    /// A delivery answers a QoS 0 group send (the sender's copy), and is an event either way.
     private func route(_ delivery: ChatDelivery, historyFailure: ClientError?) {
         if historyFailure != nil, delivery.kind == .group {
             state.withLock { _ = $0.unsafeGroups.insert(delivery.targetID) }

@@ -363,7 +363,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
                 return false
             case .down:
                 endpoint.counters.messageIn(packet.type)
-                reply(EndpointError.centerUnavailable.packet)
+                reply(EndpointError.centerUnavailable.packet(answering: packet))
             }
         case .refuse(let code, let message):
             endpoint.counters.messageIn(packet.type)

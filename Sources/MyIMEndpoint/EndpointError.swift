@@ -18,4 +18,7 @@ public struct EndpointError: Error, Hashable, Sendable, CustomStringConvertible 
 
     /// The message 20 that tells a client about this error.
     var packet: Packet { ErrorMessage(code: code, data: message).packet }
+
+    /// The message 20 that refuses `request`, naming it when it is a chat (its `client_msg_id`).
+    func packet(answering request: Packet) -> Packet { ErrorMessage(code: code, data: message).answering(request).packet }
 }

@@ -49,7 +49,7 @@ struct ChatContentOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The image's media type (default: from its first bytes, else its extension).", valueName: "type"))
     var mime: String?
 
-    @Option(help: ArgumentHelp("1: stored until received (default); 0: best effort, not stored.", valueName: "0|1"))
+    @Option(help: ArgumentHelp("1: stored until received (default); 0: best effort: delivered only to an online recipient, not stored, not acknowledged.", valueName: "0|1"))
     var qos: Int64 = 1
 
     func validate() throws {
@@ -102,6 +102,8 @@ struct SendCommand: AsyncParsableCommand {
             let qos = content.qualityOfService
 
             var connection = try await endpoint.connect(home: output.clientHome)
+            /// QoS 0 chats sent: reported once the session has ended without a 20 naming them.
+            var bestEffort: [(ChatAccepted, ChatContent)] = []
             for content in contents {
                 let accepted: ChatAccepted
                 let clientMessageID = UUID().uuidString
@@ -117,13 +119,27 @@ struct SendCommand: AsyncParsableCommand {
                     connection = try await connection.reconnect(after: notice)
                     accepted = try await connection.send(content, to: recipient, qos: qos, clientMessageID: clientMessageID)
                 }
-                report(accepted, to: connection.qualified(recipient), content: content, qos: qos, endpoint: connection.endpoint)
+                if qos == .bestEffort {
+                    bestEffort.append((accepted, content))
+                } else {
+                    report(accepted, to: connection.qualified(recipient), content: content, qos: qos, endpoint: connection.endpoint)
+                }
             }
-            // Quitting waits for 44, by which time the copies (18) of what was sent are in history.
+            // Quitting waits for 44, by which time the center has handled every chat sent
+            // before it: a QoS 0 chat it refused has had its 20.
             do {
                 try await connection.quit()
             } catch {
                 FileHandle.standardError.write(Data("myim: warning: the session did not end cleanly: \(error.message)\n".utf8))
+            }
+            if !bestEffort.isEmpty {
+                let sent = Set(bestEffort.map(\.0.clientMessageID))
+                while let event = await connection.next(timeout: .milliseconds(100)) {
+                    if case .chatRefused(let id, let error) = event, sent.contains(id) { throw error }
+                }
+                for (accepted, content) in bestEffort {
+                    report(accepted, to: connection.qualified(recipient), content: content, qos: qos, endpoint: connection.endpoint)
+                }
             }
         } catch {
             throw output.fail(error)
@@ -147,7 +163,11 @@ struct SendCommand: AsyncParsableCommand {
                 "time": accepted.time, "qos": qos.rawValue, "endpoint": endpoint.address.description,
             ])
         } else {
-            print("sent \(kind) to \(recipient): server id \(accepted.serverMessageID) at \(SessionSummary.iso8601(accepted.time))")
+            if qos == .bestEffort {
+                print("sent \(kind) to \(recipient) at \(SessionSummary.iso8601(accepted.time)) (QoS 0: delivered if \(recipient) is online, not acknowledged)")
+            } else {
+                print("sent \(kind) to \(recipient): server id \(accepted.serverMessageID) at \(SessionSummary.iso8601(accepted.time))")
+            }
         }
     }
 
@@ -284,6 +304,13 @@ struct InboxCommand: AsyncParsableCommand {
                         }
                     case .kicked:
                         if output.json { output.printJSON(["event": "kicked"]) }
+                    case .chatRefused(let clientMessageID, let error):
+                        if output.json {
+                            output.printJSON([
+                                "event": "chat_refused", "client_msg_id": clientMessageID, "code": error.code.rawValue, "message": error.message,
+                            ])
+                        }
+                        warn("the server refused chat \(clientMessageID): \(error)")
                     case .error(let error):
                         if output.json { output.printJSON(["event": "error", "code": error.code.rawValue, "message": error.message]) }
                         warn("the server reported: \(error)")

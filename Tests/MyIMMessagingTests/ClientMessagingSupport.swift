@@ -47,8 +47,9 @@ func clientMessagingRefusedPort() async throws -> Int {
 }
 
 /// A scripted endpoint on the secure channel: answers 41 with 42 (its name as `node`) and 10
-/// (with ``unread``), a chat with 8 (QoS 1) and the sender's copy (18), unless told to refuse
-/// chats with 330 first; 21 with 22; 43 with 44 and close. Records what it receives.
+/// (with ``unread``), a QoS 1 chat with 8 and a QoS 0 one with nothing (no copy of either goes
+/// back to the sender), unless told to refuse chats with 330 (naming the chat) first; 21 with
+/// 22; 43 with 44 and close. Records what it receives.
 actor ClientMessagingFakeEndpoint {
     let name: String
     let identity: ServerIdentityKey
@@ -122,18 +123,15 @@ actor ClientMessagingFakeEndpoint {
                 case .chat:
                     if chatsToRefuse > 0 {
                         chatsToRefuse -= 1
-                        try await outbound.write(ErrorMessage(code: .centerUnavailable, data: "the center is unreachable; retry").packet)
+                        try await outbound.write(
+                            ErrorMessage(code: .centerUnavailable, data: "the center is unreachable; retry").answering(packet).packet)
                         continue
                     }
                     let chat = try Chat(packet: packet)
                     nextID += 1
-                    guard case .user(let target) = chat.target else { continue }
-                    if chat.qos == .atLeastOnce {
-                        try await outbound.write(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: nextID, time: 5000 + nextID).packet)
-                    }
-                    try await outbound.write(ChatDelivery(
-                        kind: .user, time: 5000 + nextID, senderID: 7, senderName: "alice@alpha.example", targetID: 8, targetName: target,
-                        content: chat.content, serverMessageID: nextID, clientMessageID: chat.clientMessageID, qos: chat.qos).packet)
+                    guard case .user = chat.target, chat.qos == .atLeastOnce else { continue }
+                    try await outbound.write(
+                        ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: nextID, time: 5000 + nextID, targetID: 8).packet)
                 case .ping:
                     try await outbound.write(Pong(time: try Ping(packet: packet).time).packet)
                 case .quit:

@@ -239,10 +239,14 @@ struct ClientMessagingTests {
         let error = await #expect(throws: ClientError.self) { try await connection.send(text: "again", to: "bob@alpha.example") }
         #expect(error?.code == .centerUnavailable)
 
-        // QoS 0 gets no 8: the sender's copy answers it.
+        // QoS 0 is answered by nothing: no server id. Refused, it comes back as an event naming it.
         let bestEffort = try await connection.send(text: "fast", to: "bob@alpha.example", qos: .bestEffort)
-        #expect(bestEffort.serverMessageID == 102)
+        #expect(bestEffort.serverMessageID == 0)
+        #expect(try await connection.ping() < .seconds(5))  // The fake has handled it: refuse the next.
+        await fake.refuseChats(1)
+        let refused = try await connection.send(text: "refused", to: "bob@alpha.example", qos: .bestEffort)
         #expect(try await connection.ping() < .seconds(5))
+        #expect(await fake.chats.map(\.clientMessageID).suffix(2) == [bestEffort.clientMessageID, refused.clientMessageID])
 
         // Images over the limit are refused before sending.
         let big = await #expect(throws: ClientError.self) {
@@ -250,10 +254,21 @@ struct ClientMessagingTests {
         }
         #expect(big?.code == .contentTooLarge)
 
-        // The copies arrive as deliveries and are in history with the unread ones.
-        let copies = await clientMessagingDeliveries(2, on: connection)
-        #expect(copies.map(\.serverMessageID) == [101, 102])
-        #expect(try history.records(withPeer: "bob@alpha.example").map(\.serverMessageID) == [1, 2, 101, 102])
+        // The accepted QoS 1 chat is the user's own delivery, made from its 8 (the server sends
+        // no copy), and in history with the unread ones; the QoS 0 ones are not kept.
+        var events: [IncomingEvent] = []
+        while let event = await connection.next(timeout: .milliseconds(200)) { events.append(event) }
+        let own = ChatDelivery(
+            kind: .user, time: 5101, senderID: 7, senderName: "alice@alpha.example", targetID: 8, targetName: "bob@alpha.example",
+            content: .text("hello"), serverMessageID: 101, clientMessageID: accepted.clientMessageID, qos: .atLeastOnce)
+        #expect(events.first == .delivery(own))
+        #expect(events.count == 2)
+        if case .chatRefused(let id, let error)? = events.dropFirst().first {
+            #expect(id == refused.clientMessageID && error.code == .centerUnavailable)
+        } else {
+            Issue.record("expected the QoS 0 chat's refusal, got \(events)")
+        }
+        #expect(try history.records(withPeer: "bob@alpha.example").map(\.serverMessageID) == [1, 2, 101])
         #expect(try await connection.quit().lastSeen == 42)
         #expect(await connection.closedReason?.message.contains("quit") == true)
         await fake.stop()
@@ -284,9 +299,14 @@ struct ClientMessagingTests {
             #expect(received.allSatisfy { $0.senderName == "alice@alpha.example" && $0.senderID == 11 && $0.targetID == 22 })
             try await bob.ack(received.map(\.serverMessageID))
 
-            // Alice's copies reach her history too.
+            // Alice's own messages reach her history too: the same deliveries as bob's, made
+            // from her 8s (the center sends her no copy), except for the node that stored them.
             let copies = await clientMessagingDeliveries(2, on: alice)
-            #expect(copies.map(\.serverMessageID) == [text.serverMessageID, picture.serverMessageID])
+            #expect(copies == received.map { delivery in
+                var own = delivery
+                own.serverID = nil
+                return own
+            })
             let aliceHistory = try #require(alice.history)
             #expect(try aliceHistory.records(withPeer: "bob@alpha.example").compactMap(\.delivery) == copies)
             let bobHistory = try #require(bob.history)
@@ -295,8 +315,8 @@ struct ClientMessagingTests {
             // QoS 0 to a live recipient.
             let quick = try await alice.send(text: "quick", to: "bob@alpha.example", qos: .bestEffort)
             let quickDelivery = await clientMessagingDeliveries(1, on: bob)
-            #expect(quickDelivery.map(\.serverMessageID) == [quick.serverMessageID])
-            #expect(quickDelivery.first?.qos == .bestEffort)
+            #expect(quickDelivery.map(\.clientMessageID) == [quick.clientMessageID])
+            #expect(quickDelivery.first?.qos == .bestEffort && quick.serverMessageID == 0)
 
             // Bob leaves; three messages wait for him.
             try await bob.quit()
@@ -311,7 +331,7 @@ struct ClientMessagingTests {
             #expect(waiting.map(\.time) == waiting.map(\.time).sorted())
             try await bobAgain.ack(waiting.map(\.serverMessageID))
             let ids = try bobHistory.records(withPeer: "alice@alpha.example").map(\.serverMessageID)
-            #expect(ids == [text.serverMessageID, picture.serverMessageID, quick.serverMessageID] + offline.map(\.serverMessageID))
+            #expect(ids == [text.serverMessageID, picture.serverMessageID] + quickDelivery.map(\.serverMessageID) + offline.map(\.serverMessageID))
 
             // A newer login of bob takes over: the older connection is kicked.
             let bobThird = try await MessagingConnection.open(session: bobSession, home: bobHome.home)

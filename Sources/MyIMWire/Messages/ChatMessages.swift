@@ -128,12 +128,16 @@ public struct ChatAccepted: WireMessage {
     public var time: Int64
     /// The group sequence number (group messages).
     public var seq: Int64?
+    /// The recipient's user id (1:1 messages), as its 18 carries it: with the 8 the sender
+    /// has every field of the delivery, which the server does not send back to it.
+    public var targetID: Int64?
 
-    public init(clientMessageID: String, serverMessageID: Int64, time: Int64, seq: Int64? = nil) {
+    public init(clientMessageID: String, serverMessageID: Int64, time: Int64, seq: Int64? = nil, targetID: Int64? = nil) {
         self.clientMessageID = clientMessageID
         self.serverMessageID = serverMessageID
         self.time = time
         self.seq = seq
+        self.targetID = targetID
     }
 
     public init(body: WireDict) throws(WireError) {
@@ -141,6 +145,7 @@ public struct ChatAccepted: WireMessage {
         serverMessageID = try body.int("server_msg_id")
         time = try body.int("time")
         seq = try body.optionalInt("seq")
+        targetID = try body.optionalInt("target_id")
     }
 
     public var body: WireDict {
@@ -148,6 +153,7 @@ public struct ChatAccepted: WireMessage {
             "client_msg_id": .string(clientMessageID), "server_msg_id": .int(serverMessageID), "time": .int(time),
         ]
         body["seq"] = seq.map(WireValue.int)
+        body["target_id"] = targetID.map(WireValue.int)
         return body
     }
 }

@@ -16,18 +16,36 @@ public struct ErrorMessage: WireMessage {
     public var code: ErrorCode
     /// The message for a person (seed 000's `data`).
     public var data: String
+    /// The `client_msg_id` of the chat (6) refused, when a chat is what failed: a QoS 0 chat
+    /// gets no other answer, so this is how its sender learns which one.
+    public var clientMessageID: String?
 
-    public init(code: ErrorCode, data: String) {
+    public init(code: ErrorCode, data: String, clientMessageID: String? = nil) {
         self.code = code
         self.data = data
+        self.clientMessageID = clientMessageID
     }
 
     public init(body: WireDict) throws(WireError) {
         code = ErrorCode(wire: try body.int("code"))
         data = try body.string("data")
+        clientMessageID = try body.optionalString("client_msg_id")
     }
 
-    public var body: WireDict { ["code": code.wire, "data": .string(data)] }
+    public var body: WireDict {
+        var body: WireDict = ["code": code.wire, "data": .string(data)]
+        body["client_msg_id"] = clientMessageID.map(WireValue.string)
+        return body
+    }
+
+    /// The same error, naming the chat it refuses when `packet` is a chat (6) with a string
+    /// `client_msg_id`.
+    public func answering(_ packet: Packet) -> ErrorMessage {
+        guard packet.type == MessageType.chat.rawValue, case .string(let id)? = packet.body["client_msg_id"] else { return self }
+        var error = self
+        error.clientMessageID = id
+        return error
+    }
 }
 
 /// 21, both ways: the peer answers with 22.
