@@ -235,8 +235,8 @@ public actor ChatSession {
                 ended = ClientError(.notLoggedIn, "a newer login of \(me) took over this session (19)")
                 output("* a newer login of \(me) took over this session")
                 return
-            case .chatRefused(_, let error):
-                output("! not sent: \(error)")
+            case .chatRefused(let id, let error):
+                output("! not sent (message \(id)): \(error)")
             case .error(let error):
                 output("! \(error)")
             case .other:

@@ -16,7 +16,8 @@ public struct MessagingOptions: Sendable {
     public var connectTimeout: Duration = .seconds(10)
     /// From token auth (41) to the initial state (10).
     public var authTimeout: Duration = .seconds(20)
-    /// How long a chat (6) waits for its 8 (QoS 1) or its copy (QoS 0), or a quit for 44.
+    /// How long a chat (6) waits for its 8 (QoS 1) or, for a QoS 0 group chat, the sender's
+    /// copy; or a quit for 44.
     public var replyTimeout: Duration = .seconds(30)
     /// A chat refused with 330 (the center is unreachable) is sent again once, with the same
     /// client message id, after this long.
@@ -53,8 +54,9 @@ public struct SkippedEndpoint: Sendable, Equatable {
 ///   ``send(text:toGroup:qos:)``, and ``groups``, the user's groups kept up to date;
 /// - ``quit()`` ends the session (43 → 44), ``close()`` just closes.
 ///
-/// Every delivery, including the copies of the user's own messages and the unread messages of
-/// ``initialState``, is written to local history (``MessageHistory``) before it is handed out.
+/// Every delivery, including the user's own messages (1:1 QoS 1 ones once their 8 came) and the
+/// unread messages of ``initialState``, is written to local history (``MessageHistory``) before
+/// it is handed out.
 /// Events queue up until taken, so a long-lived connection should keep reading them.
 public actor MessagingConnection {
     /// The endpoint connected to.
@@ -246,7 +248,8 @@ public actor MessagingConnection {
     ///
     /// A 330 from the server (the endpoint's link to the center is down) is retried once with
     /// the same `clientMessageID` after ``MessagingOptions/centerRetryDelay``: the center drops
-    /// duplicates, so the message is never delivered twice.
+    /// duplicates, so the message is never delivered twice. A QoS 0 1:1 chat is not retried:
+    /// its 330 comes as ``IncomingEvent/chatRefused(clientMessageID:_:)``.
     @discardableResult
     public func send(
         _ content: ChatContent, to address: String, qos: QoS = .atLeastOnce, clientMessageID: String = UUID().uuidString
@@ -285,14 +288,12 @@ public actor MessagingConnection {
             }
             return ChatAccepted(clientMessageID: clientMessageID, serverMessageID: 0, time: Self.now())
         case (.user(let address), .atLeastOnce):
-            let accepted = try ChatAccepted(answer: try await request(chat, awaiting: .accepted(clientMessageID)))
-            // The server sends no copy back: 8 and what was sent make the user's own 18,
-            // kept in history and queued as an event as a recipient's is.
-            router.sent(ChatDelivery(
-                kind: .user, time: accepted.time, senderID: session.userID, senderName: router.owner, targetID: accepted.targetID ?? 0,
-                targetName: address, content: content, serverMessageID: accepted.serverMessageID, clientMessageID: clientMessageID,
-                qos: qos))
-            return accepted
+            // The server sends no copy back: 8 and what was sent make the user's own 18, kept in
+            // history and queued as an event as a recipient's is (a message to oneself comes as 18).
+            let own = address == router.owner ? nil : ChatDelivery(
+                kind: .user, time: 0, senderID: session.userID, senderName: router.owner, targetID: 0, targetName: address,
+                content: content, serverMessageID: 0, clientMessageID: clientMessageID, qos: qos)
+            return try ChatAccepted(answer: try await request(chat, awaiting: .accepted(clientMessageID), own: own))
         case (.group, .atLeastOnce):
             return try ChatAccepted(answer: try await request(chat, awaiting: .accepted(clientMessageID)))
         case (.group, .bestEffort):
@@ -309,10 +310,13 @@ public actor MessagingConnection {
 
     /// Sends `chat` and waits for `reply`; a 330 (the endpoint's link to the center is down) is
     /// retried once, with the same `client_msg_id`, after ``MessagingOptions/centerRetryDelay``.
-    private func request(_ chat: Chat, awaiting reply: AwaitedReply) async throws(ClientError) -> Packet {
+    ///
+    /// `own`: the user's own message, completed by its 8 (``MessagingRouter/sending(_:)``).
+    private func request(_ chat: Chat, awaiting reply: AwaitedReply, own: ChatDelivery? = nil) async throws(ClientError) -> Packet {
         var attempt = 0
         while true {
             attempt += 1
+            if let own { router.sending(own) }
             do {
                 return try await router.request(chat.packet, awaiting: reply, timeout: options.replyTimeout)
             } catch {
@@ -351,8 +355,8 @@ public actor MessagingConnection {
     /// Acknowledges `deliveries` (23), which must be safely kept (in history: every
     /// ``IncomingEvent/delivery(_:)`` and every unread message of ``initialState`` is).
     ///
-    /// 1:1 messages of QoS 1 from others go by id (copies of the user's own messages are not
-    /// stored for them). Group messages go as one cursor per group at the highest `seq`,
+    /// 1:1 messages of QoS 1 addressed to the user go by id (the user's own messages to others
+    /// are not stored for the user). Group messages go as one cursor per group at the highest `seq`,
     /// the user's own copies included (the center keeps the sender's cursor too); since a
     /// group's messages arrive in ascending `seq`, that covers all of them. A group with a
     /// delivery that could not be written to history in this session
@@ -363,8 +367,8 @@ public actor MessagingConnection {
         try ack(ids: acks.ids, groups: acks.groups)
     }
 
-    /// What ``acknowledge(_:)`` sends for `deliveries` received by `owner`: ids of others' QoS 1
-    /// 1:1 messages, and the highest `seq` per group (in order of first appearance) except for
+    /// What ``acknowledge(_:)`` sends for `deliveries` received by `owner`: ids of the QoS 1
+    /// 1:1 messages addressed to `owner`, and the highest `seq` per group (in order of first appearance) except for
     /// `unsafeGroups`.
     public static func acknowledgements(
         for deliveries: [ChatDelivery], owner: String, unsafeGroups: Set<Int64> = []
@@ -375,7 +379,8 @@ public actor MessagingConnection {
         for delivery in deliveries {
             switch delivery.kind {
             case .user:
-                if delivery.qos == .atLeastOnce, delivery.senderName.lowercased() != owner { ids.append(delivery.serverMessageID) }
+                // Those addressed to the user: a message to oneself too, not one sent to others.
+                if delivery.qos == .atLeastOnce, delivery.targetName.lowercased() == owner { ids.append(delivery.serverMessageID) }
             case .group:
                 guard let seq = delivery.seq, !unsafeGroups.contains(delivery.targetID) else { continue }
                 if let index = cursors.firstIndex(where: { $0.groupID == delivery.targetID }) {

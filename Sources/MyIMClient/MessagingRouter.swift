@@ -26,8 +26,9 @@ public enum IncomingEvent: Sendable, Equatable {
     case reconnect(Reconnect)
     /// 19: a newer login of the same user took over; the endpoint closes this connection.
     case kicked
-    /// 20 refusing a chat that nobody waits for (a QoS 0 1:1 chat, which is answered by
-    /// nothing else), with the chat's `client_msg_id`.
+    /// 20 refusing a chat that nobody waits for, with the chat's `client_msg_id`: a QoS 0 1:1
+    /// chat (answered by nothing else), or a chat whose ``MessagingConnection/send(_:to:qos:clientMessageID:)``
+    /// has given up waiting.
     case chatRefused(clientMessageID: String, ClientError)
     /// 20 that answers no pending request, or a malformed server message.
     case error(ClientError)
@@ -39,7 +40,8 @@ public enum IncomingEvent: Sendable, Equatable {
 enum AwaitedReply: Sendable, Equatable {
     /// 8 with this `client_msg_id` (a QoS 1 chat).
     case accepted(String)
-    /// The sender's copy (18) of this `client_msg_id` (a QoS 0 chat, which gets no 8).
+    /// The sender's copy (18) of this `client_msg_id` (a QoS 0 group chat, which gets no 8;
+    /// every member gets the 18, the sender too).
     case copy(String)
     /// 44.
     case quitAck
@@ -76,9 +78,9 @@ struct RequestFailure: Error {
 ///
 /// Replies are matched by content (8 by `client_msg_id`, 22 by `time`, 14 by the friend's
 /// name, 17 by the group id, 47 `left` by the group id and the user's own address, 44 and the
-/// other replies by type); a 20 goes to the oldest waiting request that the center may refuse
-/// (a chat, or a friend, profile or group request), since the center handles a session's
-/// requests in order and its errors carry no id.
+/// other replies by type); a 20 naming a chat (`client_msg_id`) goes to that chat's request,
+/// and any other 20 to the oldest waiting request that the center may refuse (a chat, or a
+/// friend, profile or group request), since the center handles a session's requests in order.
 ///
 /// It also keeps the user's groups: those of 10, plus the ones created (15) or joined (16),
 /// minus the ones left or removed from (47 about the user).
@@ -114,6 +116,9 @@ final class MessagingRouter: Sendable {
         /// Groups with a delivery that could not be written to history in this session: no
         /// cursor may be acknowledged for them, or the server would forget the lost message.
         var unsafeGroups: Set<Int64> = []
+        /// The user's QoS 1 1:1 chats to others, by `client_msg_id`, until their 8 (or a 20
+        /// naming them) comes: the server sends no copy back, and 8 completes this one.
+        var ownChats: [String: ChatDelivery] = [:]
     }
 
     struct Authenticated: Sendable {
@@ -310,6 +315,13 @@ final class MessagingRouter: Sendable {
                 enqueue(.error(ClientError(.invalidField, "the endpoint sent a malformed chat accepted (8)")))
                 return
             }
+            // The user's own message first (history, events), whether or not `send` still waits.
+            if var own = state.withLock({ $0.ownChats.removeValue(forKey: accepted.clientMessageID) }) {
+                own.time = accepted.time
+                own.serverMessageID = accepted.serverMessageID
+                own.targetID = accepted.targetID ?? 0
+                route(own, historyFailure: record(own))
+            }
             answer(packet, matching: .accepted(accepted.clientMessageID))
         case .pong:
             if let time = try? Pong(packet: packet).time { answer(packet, matching: .pong(time), orEnqueue: false) }
@@ -326,6 +338,7 @@ final class MessagingRouter: Sendable {
             }
             let error = ClientError(message.code, message.data)
             let resumption: Resumption? = state.withLock { state in
+                if let chat = message.clientMessageID { state.ownChats[chat] = nil }
                 // A 20 naming a chat answers that chat (or, for a QoS 0 one, which nobody waits
                 // for, nothing); any other answers the oldest request that may be refused.
                 let index = if let chat = message.clientMessageID {
@@ -474,10 +487,11 @@ final class MessagingRouter: Sendable {
         }
     }
 
-    /// The user's own 1:1 message, accepted (8): kept and queued as a delivery, like the 18 the
-    /// recipient gets (the server does not send it back to the sender).
-    func sent(_ delivery: ChatDelivery) {
-        route(delivery, historyFailure: record(delivery))
+    /// Registers the user's own QoS 1 1:1 chat to another user, as the 18 its recipient will
+    /// get but for the server's id, time and the recipient's id: when its 8 comes, with these,
+    /// it is written to history and queued as a delivery (the server sends the sender no copy).
+    func sending(_ own: ChatDelivery) {
+        state.withLock { $0.ownChats[own.clientMessageID] = own }
     }
 
     /// A delivery answers a QoS 0 group send (the sender's copy), and is an event either way.

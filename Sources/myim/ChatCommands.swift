@@ -104,6 +104,8 @@ struct SendCommand: AsyncParsableCommand {
             var connection = try await endpoint.connect(home: output.clientHome)
             /// QoS 0 chats sent: reported once the session has ended without a 20 naming them.
             var bestEffort: [(ChatAccepted, ChatContent)] = []
+            /// 20s naming a chat, from every connection this command used.
+            var refused: [String: ClientError] = [:]
             for content in contents {
                 let accepted: ChatAccepted
                 let clientMessageID = UUID().uuidString
@@ -112,7 +114,7 @@ struct SendCommand: AsyncParsableCommand {
                 } catch {
                     // The endpoint went away (48) before answering: once more through another
                     // endpoint, with the same id, so that the center keeps it once.
-                    guard endpoint.endpoint == nil, let notice = await Self.reconnectNotice(on: connection) else {
+                    guard endpoint.endpoint == nil, let notice = await Self.reconnectNotice(on: connection, refused: &refused) else {
                         await connection.close()
                         throw error
                     }
@@ -133,13 +135,19 @@ struct SendCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("myim: warning: the session did not end cleanly: \(error.message)\n".utf8))
             }
             if !bestEffort.isEmpty {
-                let sent = Set(bestEffort.map(\.0.clientMessageID))
                 while let event = await connection.next(timeout: .milliseconds(100)) {
-                    if case .chatRefused(let id, let error) = event, sent.contains(id) { throw error }
+                    if case .chatRefused(let id, let error) = event { refused[id] = error }
                 }
+                var firstRefusal: ClientError?
                 for (accepted, content) in bestEffort {
-                    report(accepted, to: connection.qualified(recipient), content: content, qos: qos, endpoint: connection.endpoint)
+                    if let error = refused[accepted.clientMessageID] {
+                        FileHandle.standardError.write(Data("myim: not sent (\(accepted.clientMessageID)): \(error.message)\n".utf8))
+                        firstRefusal = firstRefusal ?? error
+                    } else {
+                        report(accepted, to: connection.qualified(recipient), content: content, qos: qos, endpoint: connection.endpoint)
+                    }
                 }
+                if let firstRefusal { throw firstRefusal }
             }
         } catch {
             throw output.fail(error)
@@ -147,10 +155,15 @@ struct SendCommand: AsyncParsableCommand {
     }
 
     /// The 48 among what `connection` received, if its endpoint sent one before closing.
-    private static func reconnectNotice(on connection: MessagingConnection) async -> Reconnect? {
+    /// Refusals of chats seen on the way go into `refused`.
+    private static func reconnectNotice(on connection: MessagingConnection, refused: inout [String: ClientError]) async -> Reconnect? {
         guard await connection.closedReason != nil else { return nil }
         while let event = await connection.next(timeout: .milliseconds(100)) {
-            if case .reconnect(let notice) = event { return notice }
+            switch event {
+            case .reconnect(let notice): return notice
+            case .chatRefused(let id, let error): refused[id] = error
+            default: break
+            }
         }
         return nil
     }
@@ -158,10 +171,13 @@ struct SendCommand: AsyncParsableCommand {
     private func report(_ accepted: ChatAccepted, to recipient: String, content: ChatContent, qos: QoS, endpoint: EndpointCandidate) {
         let kind = if case .image = content { "image" } else { "text" }
         if output.json {
-            output.printJSON([
-                "to": recipient, "kind": kind, "server_msg_id": accepted.serverMessageID, "client_msg_id": accepted.clientMessageID,
+            var object: [String: Any] = [
+                "to": recipient, "kind": kind, "client_msg_id": accepted.clientMessageID,
                 "time": accepted.time, "qos": qos.rawValue, "endpoint": endpoint.address.description,
-            ])
+            ]
+            // QoS 0 has no server id: nothing answers it.
+            if qos == .atLeastOnce { object["server_msg_id"] = accepted.serverMessageID }
+            output.printJSON(object)
         } else {
             if qos == .bestEffort {
                 print("sent \(kind) to \(recipient) at \(SessionSummary.iso8601(accepted.time)) (QoS 0: delivered if \(recipient) is online, not acknowledged)")

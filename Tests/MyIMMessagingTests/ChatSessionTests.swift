@@ -64,7 +64,7 @@ struct ChatSessionTests {
 
             try await transcript.waitFor("bob: are you there?")
             typing.yield("yes, here")
-            // Bob's connection also has the copy of his own message: skip to alice's.
+            // Bob's connection also has his own message (made from its 8): skip to alice's.
             let reply = try #require(await clientMessagingDeliveries(2, on: bob).first { $0.senderName != "bob@alpha.example" })
             #expect(reply.senderName == "alice@alpha.example")
             #expect(reply.content == .text("yes, here"))

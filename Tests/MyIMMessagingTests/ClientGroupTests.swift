@@ -43,22 +43,26 @@ struct ClientGroupTests {
     }
 
     @Test func acknowledgementsAreIdsForOthersAndOneCursorPerGroupIncludingOwnCopies() {
-        func delivery(_ kind: ChatKind, from sender: String, target: Int64, id: Int64, seq: Int64? = nil, qos: QoS = .atLeastOnce) -> ChatDelivery {
+        func delivery(
+            _ kind: ChatKind, from sender: String, to recipient: String = "alice@alpha.example", target: Int64, id: Int64, seq: Int64? = nil,
+            qos: QoS = .atLeastOnce
+        ) -> ChatDelivery {
             ChatDelivery(
-                kind: kind, time: 1, senderID: 1, senderName: sender, targetID: target, targetName: kind == .group ? "g\(target)" : "alice@alpha.example",
+                kind: kind, time: 1, senderID: 1, senderName: sender, targetID: target, targetName: kind == .group ? "g\(target)" : recipient,
                 content: .text("x"), serverMessageID: id, clientMessageID: "c\(id)", qos: qos, seq: seq)
         }
         let deliveries = [
             delivery(.user, from: "bob@alpha.example", target: 1, id: 10),
             delivery(.group, from: "bob@alpha.example", target: 5, id: 11, seq: 1),
-            delivery(.user, from: "Alice@alpha.example", target: 2, id: 12),  // alice's own copy: not acknowledged by id
+            delivery(.user, from: "Alice@alpha.example", to: "bob@alpha.example", target: 2, id: 12),  // alice's own, to bob: not hers to ack
             delivery(.group, from: "alice@alpha.example", target: 5, id: 13, seq: 2),  // own group copy: counts
             delivery(.group, from: "bob@alpha.example", target: 6, id: 14, seq: 7),
             delivery(.user, from: "bob@alpha.example", target: 1, id: 15, qos: .bestEffort),
             delivery(.group, from: "bob@alpha.example", target: 9, id: 16, seq: 3),
+            delivery(.user, from: "alice@alpha.example", to: "Alice@alpha.example", target: 1, id: 17),  // to herself: stored for her
         ]
         let acks = MessagingConnection.acknowledgements(for: deliveries, owner: "alice@alpha.example", unsafeGroups: [9])
-        #expect(acks.ids == [10])
+        #expect(acks.ids == [10, 17])
         #expect(acks.groups == [GroupCursor(groupID: 5, seq: 2), GroupCursor(groupID: 6, seq: 7)])
     }
 

@@ -59,6 +59,7 @@ actor ClientMessagingFakeEndpoint {
     private(set) var connections = 0
     private var unread: [ChatDelivery] = []
     private var chatsToRefuse = 0
+    private var acceptDelay: Duration = .zero
     private var tokenRefusal: ErrorMessage?
     private var nextID: Int64 = 100
 
@@ -87,6 +88,8 @@ actor ClientMessagingFakeEndpoint {
 
     func setUnread(_ messages: [ChatDelivery]) { unread = messages }
     func refuseChats(_ count: Int) { chatsToRefuse = count }
+    /// Each 8 from now on is sent this long after its chat.
+    func delayAccepts(by delay: Duration) { acceptDelay = delay }
     func refuseTokens(with error: ErrorMessage) { tokenRefusal = error }
 
     func stop() async { try? await listener.channel.close() }
@@ -130,6 +133,7 @@ actor ClientMessagingFakeEndpoint {
                     let chat = try Chat(packet: packet)
                     nextID += 1
                     guard case .user = chat.target, chat.qos == .atLeastOnce else { continue }
+                    if acceptDelay > .zero { try await Task.sleep(for: acceptDelay) }
                     try await outbound.write(
                         ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: nextID, time: 5000 + nextID, targetID: 8).packet)
                 case .ping:

@@ -274,7 +274,49 @@ struct ClientMessagingTests {
         await fake.stop()
     }
 
+    @Test func anAcceptanceThatComesAfterTheSendGaveUpStillRecordsTheMessage() async throws {
+        let temporary = ClientMessagingHome()
+        defer { temporary.remove() }
+        let fake = try await ClientMessagingFakeEndpoint.start("ep1")
+        var options = MessagingOptions()
+        options.replyTimeout = .milliseconds(200)
+        let connection = try await MessagingConnection.open(
+            session: clientMessagingSession(servers: [fake.entry(priority: 0)]), home: temporary.home, options: options)
+        await fake.delayAccepts(by: .milliseconds(600))
+        let gaveUp = await #expect(throws: ClientError.self) { try await connection.send(.text("slow"), to: "bob", clientMessageID: "slow-1") }
+        #expect(gaveUp?.code == .centerUnavailable)
+        // The server stored it and will deliver it: when its 8 comes, it is the user's message all the same.
+        guard case .delivery(let own)? = await connection.next(timeout: .seconds(5)) else {
+            Issue.record("no delivery for the late 8")
+            return
+        }
+        #expect(own.clientMessageID == "slow-1" && own.serverMessageID == 101 && own.content == .text("slow"))
+        #expect(try connection.history?.records(withPeer: "bob@alpha.example").map(\.serverMessageID) == [101])
+        await connection.close()
+        await fake.stop()
+    }
+
     // MARK: - End to end
+
+    @Test func aMessageToOneselfComesOnceAndIsAcknowledged() async throws {
+        try await ClientMessagingCluster.with(homes: 1) { cluster, homes in
+            let session = try await cluster.session("alice@alpha.example", userID: 11, priorities: (1, 2))
+            let alice = try await MessagingConnection.open(session: session, home: homes[0].home)
+            let accepted = try await alice.send(text: "note to self", to: "alice")
+            // It comes as the recipient's 18, once: the client makes no own copy of it as well.
+            var deliveries: [ChatDelivery] = []
+            while let event = await alice.next(timeout: .milliseconds(300)) {
+                if case .delivery(let delivery) = event { deliveries.append(delivery) }
+            }
+            #expect(deliveries.map(\.serverMessageID) == [accepted.serverMessageID])
+            #expect(deliveries.first?.targetID == 11 && accepted.targetID == 11)
+            #expect(try alice.history?.records(withPeer: "alice@alpha.example").map(\.serverMessageID) == [accepted.serverMessageID])
+            // Addressed to alice, so acknowledged by her: it does not come back at every login.
+            try await alice.acknowledge(deliveries)
+            try await expectEventually { try await cluster.center.store.pendingCount() == 0 }
+            try await alice.quit()
+        }
+    }
 
     @Test func aliceAndBobChatAcrossTwoEndpointsAndBobGetsWhatCameWhileOffline() async throws {
         try await ClientMessagingCluster.with(homes: 2) { cluster, homes in

@@ -444,6 +444,7 @@ import Testing
             let error = try ErrorMessage(packet: try #require(await client.next()))
             #expect(error.code == .centerUnavailable)
             #expect(error.data == "the center is unreachable; retry")
+            #expect(error.clientMessageID == "c1", "the 330 names the chat it refuses")
 
             await harness.center.setMode(.normal)
             let hello = try LinkHello(packet: try #require(await harness.center.take(.hello)))

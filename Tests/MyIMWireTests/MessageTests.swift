@@ -12,7 +12,7 @@ func sample(_ type: MessageType) -> any WireMessage {
     case .inviteToGroup: InviteToGroup(groupID: 42, username: "dave@alpha.example")
     case .chat: Chat(target: .group(42), content: .text("hello, group"), clientMessageID: "9b2f6a1e-0c4d-4e1a-9f3b-5d7c8e9fa0b1", qos: .bestEffort)
     case .groupMembersQuery: GroupMembersQuery(groupID: 42)
-    case .chatAccepted: ChatAccepted(clientMessageID: "m-1", serverMessageID: 1_000_001, time: 1_700_000_000_123, seq: 17)
+    case .chatAccepted: ChatAccepted(clientMessageID: "m-1", serverMessageID: 1_000_001, time: 1_700_000_000_123, seq: 17, targetID: 8)
     case .loginOK:
         LoginOK(userID: 7, username: "alice@alpha.example", token: "tok-abc", sessionID: "s-1", expires: 1_700_086_400_000, newDevice: true, servers: sampleServerList)
     case .initialState:
@@ -30,7 +30,7 @@ func sample(_ type: MessageType) -> any WireMessage {
     case .groupMembers: GroupMembers(groupID: 42, number: 2, members: ["alice@alpha.example", "bob@beta.example"])
     case .chatDelivery: sampleDelivery
     case .kicked: Kicked()
-    case .error: ErrorMessage(code: .unknownMessageType, data: "message type 99 is unknown")
+    case .error: ErrorMessage(code: .unknownRecipient, data: "nobody@alpha.example has no account", clientMessageID: "m-2")
     case .ping: Ping(time: 1_700_000_000_000)
     case .pong: Pong(time: 1_700_000_000_000)
     case .deliveryAck: DeliveryAck(ids: [1, 2, 3], groups: [GroupCursor(groupID: 42, seq: 17), GroupCursor(groupID: 43, seq: 1)])
