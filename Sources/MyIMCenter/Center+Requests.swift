@@ -110,13 +110,26 @@ extension Center {
                 await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time, targetID: targetID), to: session)
             case .stored(let id, let time):
                 await reply(ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: id, time: time, targetID: targetID), to: session)
-                await deliverLive(delivery(id, time).packet, to: target)
+                await deliver(delivery(id, time).packet, to: target, from: session, of: user)
             }
         case .bestEffort:
-            // No answer: the sender has the message, and QoS 0 is not acknowledged.
             let id = try await store.allocateMessageID()
-            await deliverLive(delivery(id, now).packet, to: target)
+            await deliver(delivery(id, now).packet, to: target, from: session, of: user)
         }
+    }
+
+    /// A 1:1 delivery goes to the recipient's live session and, as seed 000 has it, a copy to
+    /// the session that sent it, unless that session said in 41 that it records its own
+    /// messages from 8 (`sender_copies` false; for QoS 0 it then gets no answer at all). When
+    /// it goes to both, its body is encoded once.
+    private func deliver(_ packet: Packet, to target: String, from session: String, of user: String) async {
+        guard target != user, let sender = sessions[session], sender.info.senderCopies else {
+            await deliverLive(packet, to: target)
+            return
+        }
+        let packet = packet.encodingBody()
+        await deliverLive(packet, to: target)
+        await send(packet, toSessions: [session], on: sender.endpoint)
     }
 
     private func check(_ content: ChatContent) throws(CenterRefusal) {

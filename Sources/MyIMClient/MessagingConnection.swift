@@ -172,7 +172,8 @@ public actor MessagingConnection {
         let worker = Task {
             await run(connection.channel, outgoing: outgoing, router: router, keepalive: keepalive)
         }
-        router.send(TokenAuth(token: session.token, device: session.device.isEmpty ? nil : session.device).packet)
+        // No copies of the user's own 1:1 messages: this client makes them from their 8.
+        router.send(TokenAuth(token: session.token, device: session.device.isEmpty ? nil : session.device, senderCopies: false).packet)
         let authenticated: MessagingRouter.Authenticated
         do {
             authenticated = try await router.authenticated(timeout: options.authTimeout)

@@ -305,6 +305,9 @@ final class MessagingRouter: Sendable {
         case .chatDelivery:
             do {
                 let delivery = try ChatDelivery(packet: packet)
+                // A copy of the user's own 1:1 message to someone else: this client asked for
+                // none (41) and made it from the 8; a server that sends one anyway is ignored.
+                if delivery.kind == .user, delivery.senderName.lowercased() == owner, delivery.targetName.lowercased() != owner { return }
                 let failure = record(delivery)
                 route(delivery, historyFailure: failure)
             } catch {

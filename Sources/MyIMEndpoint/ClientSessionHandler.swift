@@ -252,9 +252,11 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         Task {
             switch await endpoint.authenticate(packet) {
-            case .success(let claims):
+            case .success(let authentication):
+                let claims = authentication.claims
                 let info = endpoint.table.open(
-                    user: claims.address, userID: claims.userID, login: claims.sessionID, device: claims.deviceHash, outbox: outbox)
+                    user: claims.address, userID: claims.userID, login: claims.sessionID, device: claims.deviceHash,
+                    senderCopies: authentication.senderCopies, outbox: outbox)
                 // Before SessionOpen leaves: the center's SessionReady then finds the handler pending.
                 let name = SessionName(session: info.session, user: info.user)
                 handler.eventLoop.execute { handler.value.opened(name, on: handler.eventLoop) }

@@ -4,10 +4,17 @@ import MyIMLink
 import MyIMWire
 import NIOCore
 
+/// A verified token auth (41): the token's claims, and what the client asked for.
+struct TokenAuthentication: Sendable {
+    var claims: TokenClaims
+    var senderCopies: Bool
+}
+
 /// Token auth of a client connection (``ClientSessionHandler`` runs it in a task).
 extension Endpoint {
-    /// The claims of the first packet if it is a valid token auth (41) for this domain.
-    func authenticate(_ packet: Packet) async -> Result<TokenClaims, EndpointError> {
+    /// The claims of the first packet if it is a valid token auth (41) for this domain, and
+    /// its `sender_copies`.
+    func authenticate(_ packet: Packet) async -> Result<TokenAuthentication, EndpointError> {
         guard packet.type == MessageType.tokenAuth.rawValue else {
             return .failure(EndpointError(
                 .notLoggedIn, "authenticate first: the first message on an endpoint must be token auth (41), not \(packet.type)"))
@@ -31,6 +38,6 @@ extension Endpoint {
         if let device = auth.device, TokenClaims.deviceHash(of: device) != claims.deviceHash {
             return .failure(EndpointError(.invalidDevice, "the token was issued to another device; log in again on this one"))
         }
-        return .success(claims)
+        return .success(TokenAuthentication(claims: claims, senderCopies: auth.senderCopies))
     }
 }

@@ -71,8 +71,10 @@ final class SessionTable: Sendable {
         sessions = Mutex(Sessions(node: node, clock: clock))
     }
 
-    func open(user: String, userID: Int64, login: String, device: String, outbox: ClientOutbox) -> SessionInfo {
-        sessions.withLock { $0.open(user: user, userID: userID, login: login, device: device, outbox: outbox) }
+    func open(user: String, userID: Int64, login: String, device: String, senderCopies: Bool = true, outbox: ClientOutbox) -> SessionInfo {
+        sessions.withLock {
+            $0.open(user: user, userID: userID, login: login, device: device, senderCopies: senderCopies, outbox: outbox)
+        }
     }
 
     @discardableResult
@@ -176,9 +178,13 @@ private struct Sessions {
     // MARK: - Lifecycle
 
     /// Registers an authenticated client as a pending session and gives it its id, `<node>:<counter>`.
-    mutating func open(user: String, userID: Int64, login: String, device: String, outbox: ClientOutbox) -> SessionInfo {
+    mutating func open(
+        user: String, userID: Int64, login: String, device: String, senderCopies: Bool, outbox: ClientOutbox
+    ) -> SessionInfo {
         counter += 1
-        let info = SessionInfo(session: "\(node):\(counter)", user: user, login: login, device: device, since: clock(), userID: userID)
+        let info = SessionInfo(
+            session: "\(node):\(counter)", user: user, login: login, device: device, since: clock(), userID: userID,
+            senderCopies: senderCopies)
         entries[info.session] = Entry(info: info, outbox: outbox)
         pending.insert(info.session)
         if let shutdown { close(info.session, with: shutdown.packet, reason: shutdown.reason) }

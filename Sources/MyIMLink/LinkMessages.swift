@@ -122,14 +122,20 @@ public struct SessionInfo: Hashable, Sendable {
     public var device: String
     /// When the session authenticated, ms since 1970.
     public var since: Int64
+    /// The client's 41 `sender_copies`: whether it is sent a copy (18) of each 1:1 message it
+    /// sends to another user.
+    public var senderCopies: Bool
 
-    public init(session: String, user: String, login: String, device: String, since: Int64, userID: Int64 = 0) {
+    public init(
+        session: String, user: String, login: String, device: String, since: Int64, userID: Int64 = 0, senderCopies: Bool = true
+    ) {
         self.session = session
         self.user = user
         self.userID = userID
         self.login = login
         self.device = device
         self.since = since
+        self.senderCopies = senderCopies
     }
 
     public init(dict: WireDict) throws(WireError) {
@@ -139,13 +145,16 @@ public struct SessionInfo: Hashable, Sendable {
         login = try dict.string("login")
         device = try dict.string("device")
         since = try dict.int("since")
+        senderCopies = try dict.optionalBool("sender_copies") ?? true
     }
 
     public var dict: WireDict {
-        [
+        var dict: WireDict = [
             "session": .string(session), "user": .string(user), "user_id": .int(userID), "login": .string(login),
             "device": .string(device), "since": .int(since),
         ]
+        if !senderCopies { dict["sender_copies"] = .bool(false) }
+        return dict
     }
 }
 

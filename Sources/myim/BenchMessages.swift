@@ -531,7 +531,7 @@ final class BenchClient: Sendable {
 
     /// Sends 41 and waits (at most 10 s) for 42 then 10.
     func authenticate(token: String) async throws {
-        try await send(TokenAuth(token: token).packet)
+        try await send(TokenAuth(token: token, senderCopies: false).packet)  // As the reference client.
         let authOK = try await next(timeout: .seconds(10))
         guard authOK.type == MessageType.authOK.rawValue else {
             throw ValidationError("\(user): expected 42 after token auth, got \(authOK.type): \(authOK.body)")

@@ -62,6 +62,9 @@ struct BenchPairs: AsyncParsableCommand {
     @Flag(name: .customLong("in-process"), help: "MyIM only: run the center and endpoints in this process (plain links, in-memory presence), not as processes.")
     var inProcess = false
 
+    @Flag(name: .customLong("sender-copies"), help: "MyIM only: senders ask for a copy (18) of each message they send, as seed 000's clients do (41 sender_copies true); by default they do not, as the reference client.")
+    var senderCopies = false
+
     @Option(help: "MyIM processes only: server-to-server links, tls or plain.")
     var links: String = "tls"
 
@@ -129,7 +132,8 @@ struct BenchPairs: AsyncParsableCommand {
                 servers: [],
                 connect: { user, userID, endpoint in
                     let token = try await issuer.issue(address: user, userID: userID, sessionID: UUID().uuidString, device: "sha256:bench", now: Date()).token
-                    return try await PairsClient.connect(port: cluster.ports[endpoint], fingerprint: cluster.fingerprints[endpoint], user: user, token: token)
+                    return try await PairsClient.connect(
+                        port: cluster.ports[endpoint], fingerprint: cluster.fingerprints[endpoint], user: user, token: token, senderCopies: senderCopies)
                 },
                 quiet: {
                     let deadline = ContinuousClock.now + .seconds(10)
@@ -156,7 +160,8 @@ struct BenchPairs: AsyncParsableCommand {
             connect: { user, userID, endpoint in
                 let token = try await servers.token(for: user, userID: userID)
                 return try await PairsClient.connect(
-                    port: servers.endpointPorts[endpoint], fingerprint: servers.fingerprints[endpoint], user: user, token: token)
+                    port: servers.endpointPorts[endpoint], fingerprint: servers.fingerprints[endpoint], user: user, token: token,
+                    senderCopies: senderCopies)
             },
             quiet: {})
         do {
@@ -185,7 +190,8 @@ struct BenchPairs: AsyncParsableCommand {
         let chatQoS: QoS = qos == 0 ? .bestEffort : .atLeastOnce
         print("MyIM 1:1 pairs, \(target.description)")
         print("\(System.coreCount) cores, load \(Self.loadAverage()), \(pairs) pairs (\(cross ? "even senders on ep1, odd on ep2, each receiver on the other" : "senders on ep1, receivers on ep2")), \(Self.bodyBytes)-byte text, "
-            + (qos == 0 ? "QoS 0 (best effort, no acks)" : "QoS 1 (stored; receivers ack in batches of up to \(PairsClient.ackBatch))"))
+            + (qos == 0 ? "QoS 0 (best effort, no acks)" : "QoS 1 (stored; receivers ack in batches of up to \(PairsClient.ackBatch))")
+            + (senderCopies ? "; senders get a copy of each message (seed 000)" : "; no copies to senders (as the reference client)"))
         print(target.cpuNote)
         print("")
         fflush(nil)
@@ -568,7 +574,7 @@ final class PairsClient: Sendable {
 
     /// Connects, completes the handshake, sends the token and reads 42 then 10 (each within 10 s);
     /// without a token, stops after the handshake.
-    static func connect(port: Int, fingerprint: KeyFingerprint, user: String, token: String?) async throws -> PairsClient {
+    static func connect(port: Int, fingerprint: KeyFingerprint, user: String, token: String?, senderCopies: Bool = false) async throws -> PairsClient {
         let inbox = PacketInbox()
         let (channel, established) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -585,7 +591,7 @@ final class PairsClient: Sendable {
         do {
             _ = try await established.get()
             guard let token else { return client }
-            client.send(TokenAuth(token: token).packet)
+            client.send(TokenAuth(token: token, senderCopies: senderCopies).packet)
             let authOK = try await inbox.next(timeout: .seconds(10), who: user)
             guard authOK.type == MessageType.authOK.rawValue else {
                 throw ValidationError("\(user): expected 42 after token auth, got \(authOK.type): \(authOK.body)")

@@ -90,8 +90,10 @@ final class FakeEndpoint {
     }
 
     /// Opens a session for `user` and returns message 10's body.
-    func open(_ user: String, session: String, userID: Int64 = 1) async throws -> InitialState {
-        try await send(SessionOpen(info: SessionInfo(session: session, user: user, login: "login-\(session)", device: "dev", since: 1, userID: userID)))
+    /// `senderCopies`: the client's 41 `sender_copies` (seed 000's clients ask for copies).
+    func open(_ user: String, session: String, userID: Int64 = 1, senderCopies: Bool = true) async throws -> InitialState {
+        try await send(SessionOpen(info: SessionInfo(
+            session: session, user: user, login: "login-\(session)", device: "dev", since: 1, userID: userID, senderCopies: senderCopies)))
         let ready = try SessionReady(packet: try await next { $0.type == LinkMessageType.sessionReady.rawValue })
         #expect(ready.session == session)
         return try InitialState(body: ready.initial)
@@ -158,7 +160,7 @@ struct CenterTests {
         try await withCenter { center in
             try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
                 try await FakeEndpoint.with("ep2", port: center.port) { ep2 in
-                    _ = try await ep1.open("alice@alpha.example", session: "ep1:1", userID: 11)
+                    _ = try await ep1.open("alice@alpha.example", session: "ep1:1", userID: 11, senderCopies: false)
                     _ = try await ep2.open("bob@alpha.example", session: "ep2:1", userID: 22)
 
                     // A forged sender in the body is ignored: the session decides.
@@ -178,7 +180,8 @@ struct CenterTests {
                     #expect(delivered.serverMessageID == accepted.serverMessageID)
                     #expect(delivered.time == accepted.time)
 
-                    // QoS 0: delivered, and nothing goes back to the sender.
+                    // alice's client records its own messages (41 sender_copies false). QoS 0:
+                    // delivered, and nothing goes back to her.
                     try await ep1.request(
                         Chat(target: .user("bob@alpha.example"), content: .text("quick"), clientMessageID: "q1", qos: .bestEffort), session: "ep1:1")
                     let quick = try ChatDelivery(packet: try await ep2.delivery(for: "ep2:1"))
@@ -191,6 +194,13 @@ struct CenterTests {
                     #expect(try await center.center.store.pendingCount() == 1, "kept until bob acks")
                     try await ep2.request(DeliveryAck(ids: [delivered.serverMessageID]), session: "ep2:1")
                     try await expectEventually { try await center.center.store.pendingCount() == 0 }
+
+                    // bob's client, like seed 000's, asked for copies: he gets 8, then the copy.
+                    try await ep2.request(Chat(target: .user("alice@alpha.example"), content: .text("hi alice"), clientMessageID: "b1"), session: "ep2:1")
+                    let bobsAccepted = try ChatAccepted(packet: try await ep2.delivery(for: "ep2:1"))
+                    let copy = try ChatDelivery(packet: try await ep2.delivery(for: "ep2:1"))
+                    #expect(copy.serverMessageID == bobsAccepted.serverMessageID && copy.senderName == "bob@alpha.example")
+                    #expect(try ChatDelivery(packet: try await ep1.delivery(for: "ep1:1")).content == .text("hi alice"))
                 }
             }
         }
@@ -241,6 +251,7 @@ struct CenterTests {
                 try await ep1.request(chat, session: "ep1:1")
                 let first = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1"))
                 _ = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:2"))
+                _ = try await ep1.delivery(for: "ep1:1")  // the sender's copy (a seed 000 client)
                 try await ep1.request(chat, session: "ep1:1")
                 let second = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1"))
                 #expect(second.serverMessageID == first.serverMessageID && second.time == first.time)
@@ -364,7 +375,9 @@ struct CenterTests {
                     let delivered = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:2"))
                     #expect(delivered.targetName == "lee@alpha.example" && delivered.clientMessageID == "ok\(index)")
                     let accepted = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1"))
+                    let copy = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:1"))
                     #expect(accepted.clientMessageID == "ok\(index)" && accepted.targetID == delivered.targetID)
+                    #expect(copy.targetName == "lee@alpha.example" && copy.serverMessageID == accepted.serverMessageID)
                 }
             }
         }

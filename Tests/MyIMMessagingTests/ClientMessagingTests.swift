@@ -155,6 +155,7 @@ struct ClientMessagingTests {
         let auth = try TokenAuth(packet: try #require(await fake.received.first))
         #expect(auth.token == "token")
         #expect(auth.device == "sha256:device")
+        #expect(!auth.senderCopies, "the library makes the user's own messages from their 8")
         await fake.stop()
     }
 

@@ -30,7 +30,18 @@ import Testing
             #expect(open.info.session == "\(EndpointHarness.node):1")
             #expect(open.info.device == TokenClaims.deviceHash(of: "sha256:device"))
             #expect(open.info.userID == 7)
+            #expect(open.info.senderCopies, "a 41 without sender_copies asks for copies, as seed 000's clients expect")
             #expect(await harness.endpoint.sessionCount == 1)
+        }
+    }
+
+    @Test func aClientThatRecordsItsOwnMessagesTellsTheCenterItWantsNoCopies() async throws {
+        try await EndpointHarness.with { harness in
+            let client = try await harness.connect()
+            try await client.send(TokenAuth(token: try await harness.token(), senderCopies: false))
+            let open = try SessionOpen(packet: try #require(await harness.center.take(.sessionOpen)))
+            #expect(!open.info.senderCopies)
+            #expect(try SessionOpen(packet: open.packet).info.senderCopies == false, "it crosses the link")
         }
     }
 

@@ -228,20 +228,27 @@ public struct TokenAuth: WireMessage {
     public var token: String
     /// The device fingerprint.
     public var device: String?
+    /// Whether the server sends this session a copy (18) of each 1:1 message it sends to
+    /// another user, as seed 000 has it (the default). A client that records its own messages
+    /// from their 8 and what it sent says `false`, and the server sends it none.
+    public var senderCopies: Bool
 
-    public init(token: String, device: String? = nil) {
+    public init(token: String, device: String? = nil, senderCopies: Bool = true) {
         self.token = token
         self.device = device
+        self.senderCopies = senderCopies
     }
 
     public init(body: WireDict) throws(WireError) {
         token = try body.string("token")
         device = try body.optionalString("device")
+        senderCopies = try body.optionalBool("sender_copies") ?? true
     }
 
     public var body: WireDict {
         var body: WireDict = ["token": .string(token)]
         body["device"] = device.map(WireValue.string)
+        if !senderCopies { body["sender_copies"] = .bool(false) }
         return body
     }
 }
