@@ -132,19 +132,23 @@ public struct FrameOpener: Sendable {
         guard ivCounter == counter else {
             throw SecureChannelError(.unexpectedSequence, "a frame carries sequence \(ivCounter) where \(counter) was expected (replayed, lost or reordered)")
         }
-        let header = buffer.readSlice(length: FrameProtection.headerSize)!
-        let iv = buffer.readSlice(length: FrameProtection.ivSize)!
-        let tag = buffer.readSlice(length: FrameProtection.tagSize)!
-        let ciphertext = buffer.readSlice(length: length)!
-
         let plaintext: Data
         do {
-            let box = try AES.GCM.SealedBox(
-                nonce: AES.GCM.Nonce(data: iv.readableBytesView), ciphertext: ciphertext.readableBytesView, tag: tag.readableBytesView)
-            plaintext = try AES.GCM.open(box, using: key, authenticating: header.readableBytesView)
+            // Raw pointers, not `ByteBufferView`s: swift-crypto copies contiguous bytes at once,
+            // and a generic collection byte by byte.
+            plaintext = try buffer.withUnsafeReadableBytes { bytes throws in
+                let tagStart = FrameProtection.headerSize + FrameProtection.ivSize
+                let ciphertextStart = tagStart + FrameProtection.tagSize
+                let box = try AES.GCM.SealedBox(
+                    nonce: AES.GCM.Nonce(data: UnsafeRawBufferPointer(rebasing: bytes[FrameProtection.headerSize..<tagStart])),
+                    ciphertext: UnsafeRawBufferPointer(rebasing: bytes[ciphertextStart..<(ciphertextStart + length)]),
+                    tag: UnsafeRawBufferPointer(rebasing: bytes[tagStart..<ciphertextStart]))
+                return try AES.GCM.open(box, using: key, authenticating: UnsafeRawBufferPointer(rebasing: bytes[..<FrameProtection.headerSize]))
+            }
         } catch {
             throw SecureChannelError(.decryptionFailed, "frame \(counter) failed authentication (tampered, or the keys differ)")
         }
+        buffer.moveReaderIndex(forwardBy: FrameProtection.overhead + length)
         let packetLength = length - Int(padLength)
         let (packetBytes, paddingIsZero) = plaintext.withUnsafeBytes { bytes in
             (ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<packetLength])), bytes[packetLength...].allSatisfy { $0 == 0 })
