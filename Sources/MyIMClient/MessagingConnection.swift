@@ -321,7 +321,12 @@ public actor MessagingConnection {
             do {
                 return try await router.request(chat.packet, awaiting: reply, timeout: options.replyTimeout)
             } catch {
-                guard error.fromServer, error.error.code == .centerUnavailable, attempt == 1 else { throw error.error }
+                guard error.fromServer, error.error.code == .centerUnavailable, attempt == 1 else {
+                    // Refused, or the connection ended: no 8 will come. Given up waiting (a
+                    // timeout), it may still come, and then makes the user's message after all.
+                    if own != nil, error.fromServer { router.notSent(chat.clientMessageID) }
+                    throw error.error
+                }
                 try? await Task.sleep(for: options.centerRetryDelay)
             }
         }

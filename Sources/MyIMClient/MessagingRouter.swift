@@ -318,14 +318,17 @@ final class MessagingRouter: Sendable {
                 enqueue(.error(ClientError(.invalidField, "the endpoint sent a malformed chat accepted (8)")))
                 return
             }
-            // The user's own message first (history, events), whether or not `send` still waits.
+            // The user's own message first (history, events), whether or not `send` still waits;
+            // an 8 that made it is no event of its own.
             if var own = state.withLock({ $0.ownChats.removeValue(forKey: accepted.clientMessageID) }) {
                 own.time = accepted.time
                 own.serverMessageID = accepted.serverMessageID
                 own.targetID = accepted.targetID ?? 0
                 route(own, historyFailure: record(own))
+                answer(packet, matching: .accepted(accepted.clientMessageID), orEnqueue: false)
+            } else {
+                answer(packet, matching: .accepted(accepted.clientMessageID))
             }
-            answer(packet, matching: .accepted(accepted.clientMessageID))
         case .pong:
             if let time = try? Pong(packet: packet).time { answer(packet, matching: .pong(time), orEnqueue: false) }
         case .quitAck:
@@ -497,6 +500,11 @@ final class MessagingRouter: Sendable {
         state.withLock { $0.ownChats[own.clientMessageID] = own }
     }
 
+    /// Forgets the user's own chat `clientMessageID`: its send failed for good.
+    func notSent(_ clientMessageID: String) {
+        state.withLock { _ = $0.ownChats.removeValue(forKey: clientMessageID) }
+    }
+
     /// A delivery answers a QoS 0 group send (the sender's copy), and is an event either way.
     private func route(_ delivery: ChatDelivery, historyFailure: ClientError?) {
         if historyFailure != nil, delivery.kind == .group {
@@ -567,6 +575,7 @@ final class MessagingRouter: Sendable {
                 Resumption.request($0.continuation, .failure(RequestFailure(error: reason, fromServer: false)))
             }
             state.requests = []
+            state.ownChats = [:]
             resumptions += state.eventWaiters.map { Resumption.event($0.continuation, nil) }
             state.eventWaiters = []
             if state.authResult == nil {

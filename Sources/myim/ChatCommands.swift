@@ -103,7 +103,7 @@ struct SendCommand: AsyncParsableCommand {
 
             var connection = try await endpoint.connect(home: output.clientHome)
             /// QoS 0 chats sent: reported once the session has ended without a 20 naming them.
-            var bestEffort: [(ChatAccepted, ChatContent)] = []
+            var bestEffort: [(ChatAccepted, ChatContent, EndpointCandidate)] = []
             /// 20s naming a chat, from every connection this command used.
             var refused: [String: ClientError] = [:]
             for content in contents {
@@ -122,7 +122,7 @@ struct SendCommand: AsyncParsableCommand {
                     accepted = try await connection.send(content, to: recipient, qos: qos, clientMessageID: clientMessageID)
                 }
                 if qos == .bestEffort {
-                    bestEffort.append((accepted, content))
+                    bestEffort.append((accepted, content, connection.endpoint))
                 } else {
                     report(accepted, to: connection.qualified(recipient), content: content, qos: qos, endpoint: connection.endpoint)
                 }
@@ -139,12 +139,12 @@ struct SendCommand: AsyncParsableCommand {
                     if case .chatRefused(let id, let error) = event { refused[id] = error }
                 }
                 var firstRefusal: ClientError?
-                for (accepted, content) in bestEffort {
+                for (accepted, content, sentThrough) in bestEffort {
                     if let error = refused[accepted.clientMessageID] {
                         FileHandle.standardError.write(Data("myim: not sent (\(accepted.clientMessageID)): \(error.message)\n".utf8))
                         firstRefusal = firstRefusal ?? error
                     } else {
-                        report(accepted, to: connection.qualified(recipient), content: content, qos: qos, endpoint: connection.endpoint)
+                        report(accepted, to: connection.qualified(recipient), content: content, qos: qos, endpoint: sentThrough)
                     }
                 }
                 if let firstRefusal { throw firstRefusal }

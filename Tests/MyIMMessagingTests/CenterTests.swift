@@ -201,6 +201,12 @@ struct CenterTests {
                     let copy = try ChatDelivery(packet: try await ep2.delivery(for: "ep2:1"))
                     #expect(copy.serverMessageID == bobsAccepted.serverMessageID && copy.senderName == "bob@alpha.example")
                     #expect(try ChatDelivery(packet: try await ep1.delivery(for: "ep1:1")).content == .text("hi alice"))
+                    // QoS 0 too: the copy is his only answer.
+                    try await ep2.request(
+                        Chat(target: .user("alice@alpha.example"), content: .text("quick"), clientMessageID: "b2", qos: .bestEffort), session: "ep2:1")
+                    let quickCopy = try ChatDelivery(packet: try await ep2.delivery(for: "ep2:1"))
+                    #expect(quickCopy.clientMessageID == "b2" && quickCopy.qos == .bestEffort)
+                    #expect(try ChatDelivery(packet: try await ep1.delivery(for: "ep1:1")).clientMessageID == "b2")
                 }
             }
         }

@@ -60,6 +60,7 @@ actor ClientMessagingFakeEndpoint {
     private var unread: [ChatDelivery] = []
     private var chatsToRefuse = 0
     private var acceptDelay: Duration = .zero
+    private var copiesAnyway = false
     private var tokenRefusal: ErrorMessage?
     private var nextID: Int64 = 100
 
@@ -88,6 +89,8 @@ actor ClientMessagingFakeEndpoint {
 
     func setUnread(_ messages: [ChatDelivery]) { unread = messages }
     func refuseChats(_ count: Int) { chatsToRefuse = count }
+    /// From now on a QoS 1 chat's 8 is followed by a copy (18), whatever the client's 41 said.
+    func sendCopiesAnyway() { copiesAnyway = true }
     /// Each 8 from now on is sent this long after its chat.
     func delayAccepts(by delay: Duration) { acceptDelay = delay }
     func refuseTokens(with error: ErrorMessage) { tokenRefusal = error }
@@ -136,6 +139,12 @@ actor ClientMessagingFakeEndpoint {
                     if acceptDelay > .zero { try await Task.sleep(for: acceptDelay) }
                     try await outbound.write(
                         ChatAccepted(clientMessageID: chat.clientMessageID, serverMessageID: nextID, time: 5000 + nextID, targetID: 8).packet)
+                    if copiesAnyway, case .user(let target) = chat.target {
+                        try await outbound.write(ChatDelivery(
+                            kind: .user, time: 5000 + nextID, senderID: 7, senderName: "alice@alpha.example", targetID: 8, targetName: target,
+                            content: chat.content, serverMessageID: nextID, clientMessageID: chat.clientMessageID, qos: chat.qos,
+                            serverID: "center").packet)
+                    }
                 case .ping:
                     try await outbound.write(Pong(time: try Ping(packet: packet).time).packet)
                 case .quit:

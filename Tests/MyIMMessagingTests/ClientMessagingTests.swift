@@ -275,6 +275,28 @@ struct ClientMessagingTests {
         await fake.stop()
     }
 
+    @Test func aCopyAServerSendsAnywayIsNotASecondMessage() async throws {
+        let temporary = ClientMessagingHome()
+        defer { temporary.remove() }
+        let fake = try await ClientMessagingFakeEndpoint.start("ep1")
+        let connection = try await MessagingConnection.open(
+            session: clientMessagingSession(servers: [fake.entry(priority: 0)]), home: temporary.home)
+        await fake.sendCopiesAnyway()
+        let accepted = try await connection.send(text: "once", to: "bob")
+        #expect(try await connection.ping() < .seconds(5))  // The copy, sent before the pong, has been read.
+        var events: [IncomingEvent] = []
+        while let event = await connection.next(timeout: .milliseconds(200)) { events.append(event) }
+        #expect(events.count == 1, "\(events)")
+        guard case .delivery(let own)? = events.first else {
+            Issue.record("expected the user's own message, got \(events)")
+            return
+        }
+        #expect(own.serverMessageID == accepted.serverMessageID && own.serverID == nil, "made from the 8, not the copy")
+        #expect(try connection.history?.records(withPeer: "bob@alpha.example").map(\.serverMessageID) == [accepted.serverMessageID])
+        await connection.close()
+        await fake.stop()
+    }
+
     @Test func anAcceptanceThatComesAfterTheSendGaveUpStillRecordsTheMessage() async throws {
         let temporary = ClientMessagingHome()
         defer { temporary.remove() }

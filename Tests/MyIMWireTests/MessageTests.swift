@@ -52,7 +52,7 @@ func sample(_ type: MessageType) -> any WireMessage {
     case .securityAlert: SecurityAlert(kind: "new_device", time: 1_700_000_000_000, message: "a new device logged in", device: "sha256:00", address: "192.0.2.1")
     case .serverListQuery: ServerListQuery()
     case .serverList: sampleServerList
-    case .tokenAuth: TokenAuth(token: "tok-abc", device: "sha256:00")
+    case .tokenAuth: TokenAuth(token: "tok-abc", device: "sha256:00", senderCopies: false)
     case .authOK: AuthOK(username: "alice@alpha.example", sessionID: "s-2", serverTime: 1_700_000_000_000, node: "ep-1")
     case .quit: Quit()
     case .quitAck: QuitAck(lastSeen: 1_700_000_000_000)
