@@ -46,11 +46,18 @@ let package = Package(
             ]
         ),
         // The secure channel: handshake state machines, key schedule, layer-1 frame protection.
+        // AES-256-GCM in place through the system's libcrypto (libssl-dev): a cipher context per
+        // thread, re-keyed per frame. Linux only; elsewhere frames go through swift-crypto.
+        .target(
+            name: "CMyIMAEAD",
+            linkerSettings: [.linkedLibrary("crypto")]
+        ),
         // Pure: it transforms bytes and returns actions; it never touches a socket.
         .target(
             name: "MyIMSecureChannel",
             dependencies: [
                 "MyIMWire",
+                .target(name: "CMyIMAEAD", condition: .when(platforms: [.linux])),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -1,3 +1,6 @@
+#if canImport(CMyIMAEAD)
+import CMyIMAEAD
+#endif
 import Crypto
 import Foundation
 import MyIMWire
@@ -27,6 +30,15 @@ public enum FrameProtection {
             return bucket
         }
         return (length + 255) / 256 * 256
+    }
+
+    /// Loads what sealing and opening frames need (on Linux, libcrypto's AES-GCM: about 2 MB,
+    /// once per process), so that a server pays for it when it starts, not with its first
+    /// connection. Idempotent; frames work without it.
+    public static func prepare() {
+        #if canImport(CMyIMAEAD)
+        _ = myim_aes256gcm_prepare()
+        #endif
     }
 
     /// Whether `length` is a size ``paddedLength(for:)`` can produce.
@@ -73,21 +85,15 @@ public struct FrameSealer: Sendable {
         output.writeRepeatingByte(0, count: padded - length)
         output.setMultipleIntegers(UInt32(padded), UInt8(padded - length), salt, counter, at: start, as: (UInt32, UInt8, UInt32, UInt64).self)
 
-        let sealed: AES.GCM.SealedBox
-        do {
-            sealed = try output.withUnsafeReadableBytes { bytes throws in
-                let frame = UnsafeRawBufferPointer(rebasing: bytes[(start - output.readerIndex)...])
-                let header = UnsafeRawBufferPointer(rebasing: frame[..<FrameProtection.headerSize])
-                let iv = UnsafeRawBufferPointer(rebasing: frame[FrameProtection.headerSize..<(FrameProtection.headerSize + FrameProtection.ivSize)])
-                let plaintext = UnsafeRawBufferPointer(rebasing: frame[(plaintextIndex - start)...])
-                return try AES.GCM.seal(plaintext, using: key, nonce: AES.GCM.Nonce(data: iv), authenticating: header)
-            }
-        } catch {
-            output.moveWriterIndex(to: start)
-            throw SecureChannelError(.decryptionFailed, "AES-GCM refused to seal: \(error)")
+        let frameOffset = start - output.readerIndex
+        let key = key
+        let sealed = output.withUnsafeMutableReadableBytes { bytes in
+            FrameAEAD.seal(UnsafeMutableRawBufferPointer(rebasing: bytes[frameOffset...]), key: key)
         }
-        output.setBytes(sealed.tag, at: tagIndex)
-        output.setBytes(sealed.ciphertext, at: plaintextIndex)
+        guard sealed else {
+            output.moveWriterIndex(to: start)
+            throw SecureChannelError(.decryptionFailed, "AES-GCM refused to seal frame \(counter)")
+        }
         counter += 1
     }
 }
@@ -132,33 +138,87 @@ public struct FrameOpener: Sendable {
         guard ivCounter == counter else {
             throw SecureChannelError(.unexpectedSequence, "a frame carries sequence \(ivCounter) where \(counter) was expected (replayed, lost or reordered)")
         }
-        let plaintext: Data
-        do {
-            // Raw pointers, not `ByteBufferView`s: swift-crypto copies contiguous bytes at once,
-            // and a generic collection byte by byte.
-            plaintext = try buffer.withUnsafeReadableBytes { bytes throws in
-                let tagStart = FrameProtection.headerSize + FrameProtection.ivSize
-                let ciphertextStart = tagStart + FrameProtection.tagSize
-                let box = try AES.GCM.SealedBox(
-                    nonce: AES.GCM.Nonce(data: UnsafeRawBufferPointer(rebasing: bytes[FrameProtection.headerSize..<tagStart])),
-                    ciphertext: UnsafeRawBufferPointer(rebasing: bytes[ciphertextStart..<(ciphertextStart + length)]),
-                    tag: UnsafeRawBufferPointer(rebasing: bytes[tagStart..<ciphertextStart]))
-                return try AES.GCM.open(box, using: key, authenticating: UnsafeRawBufferPointer(rebasing: bytes[..<FrameProtection.headerSize]))
+        // The plaintext goes into a buffer of its own, which the packet then owns: values read
+        // from it (an image's bytes) do not keep the connection's receive buffer alive.
+        var packetBytes = ByteBufferAllocator().buffer(capacity: length)
+        let key = key
+        let opened = buffer.withUnsafeReadableBytes { frame in
+            packetBytes.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { plaintext in
+                FrameAEAD.open(UnsafeRawBufferPointer(rebasing: frame[..<(FrameProtection.overhead + length)]), key: key, into: plaintext) ? length : 0
             }
-        } catch {
+        } == length
+        guard opened else {
             throw SecureChannelError(.decryptionFailed, "frame \(counter) failed authentication (tampered, or the keys differ)")
         }
         buffer.moveReaderIndex(forwardBy: FrameProtection.overhead + length)
         let packetLength = length - Int(padLength)
-        let (packetBytes, paddingIsZero) = plaintext.withUnsafeBytes { bytes in
-            (ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<packetLength])), bytes[packetLength...].allSatisfy { $0 == 0 })
-        }
+        let paddingIsZero = packetBytes.withUnsafeReadableBytes { bytes in bytes[packetLength...].allSatisfy { $0 == 0 } }
         guard paddingIsZero else {
             throw SecureChannelError(.badPadding, "frame \(counter) has non-zero padding")
         }
+        packetBytes.moveWriterIndex(to: packetLength)
         let packet: Packet
         do { packet = try Packet(decoding: packetBytes, limits: limits) } catch { throw SecureChannelError(error) }
         counter += 1
         return packet
+    }
+}
+
+/// AES-256-GCM over one frame, `header 5 | IV 12 | tag 16 | ciphertext`: the header is the
+/// additional data. On Linux through libcrypto in place, with a cipher context per thread
+/// (`CMyIMAEAD`); elsewhere through swift-crypto.
+enum FrameAEAD {
+    private static let ivStart = FrameProtection.headerSize
+    private static let tagStart = ivStart + FrameProtection.ivSize
+    private static let bodyStart = tagStart + FrameProtection.tagSize
+
+    /// Encrypts the frame's plaintext (after the tag) in place and sets its tag; header and IV
+    /// are set already. False when the AEAD fails.
+    static func seal(_ frame: UnsafeMutableRawBufferPointer, key: SymmetricKey) -> Bool {
+        let length = frame.count - bodyStart
+        #if canImport(CMyIMAEAD)
+        return key.withUnsafeBytes { key in
+            guard key.count == 32 else { return false }  // AES-256 only.
+            let base = frame.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            return myim_aes256gcm_seal(
+                key.baseAddress!.assumingMemoryBound(to: UInt8.self), base + ivStart, base, FrameProtection.headerSize,
+                base + bodyStart, length, base + tagStart) == 1
+        }
+        #else
+        let readOnly = UnsafeRawBufferPointer(frame)
+        guard let sealed = try? AES.GCM.seal(
+            UnsafeRawBufferPointer(rebasing: readOnly[bodyStart...]), using: key,
+            nonce: AES.GCM.Nonce(data: UnsafeRawBufferPointer(rebasing: readOnly[ivStart..<tagStart])),
+            authenticating: UnsafeRawBufferPointer(rebasing: readOnly[..<ivStart]))
+        else { return false }
+        UnsafeMutableRawBufferPointer(rebasing: frame[tagStart..<bodyStart]).copyBytes(from: sealed.tag)
+        UnsafeMutableRawBufferPointer(rebasing: frame[bodyStart...]).copyBytes(from: sealed.ciphertext)
+        return true
+        #endif
+    }
+
+    /// Decrypts a whole frame into `plaintext` (at least the ciphertext's length). False when
+    /// the tag does not verify; `plaintext` is then not to be used.
+    static func open(_ frame: UnsafeRawBufferPointer, key: SymmetricKey, into plaintext: UnsafeMutableRawBufferPointer) -> Bool {
+        let length = frame.count - bodyStart
+        #if canImport(CMyIMAEAD)
+        UnsafeMutableRawBufferPointer(rebasing: plaintext[..<length]).copyMemory(from: UnsafeRawBufferPointer(rebasing: frame[bodyStart...]))
+        return key.withUnsafeBytes { key in
+            guard key.count == 32 else { return false }  // AES-256 only.
+            let base = frame.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            return myim_aes256gcm_open(
+                key.baseAddress!.assumingMemoryBound(to: UInt8.self), base + ivStart, base, FrameProtection.headerSize,
+                plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self), length, base + tagStart) == 1
+        }
+        #else
+        guard let box = try? AES.GCM.SealedBox(
+            nonce: AES.GCM.Nonce(data: UnsafeRawBufferPointer(rebasing: frame[ivStart..<tagStart])),
+            ciphertext: UnsafeRawBufferPointer(rebasing: frame[bodyStart...]),
+            tag: UnsafeRawBufferPointer(rebasing: frame[tagStart..<bodyStart])),
+            let opened = try? AES.GCM.open(box, using: key, authenticating: UnsafeRawBufferPointer(rebasing: frame[..<ivStart]))
+        else { return false }
+        plaintext.copyBytes(from: opened)
+        return true
+        #endif
     }
 }

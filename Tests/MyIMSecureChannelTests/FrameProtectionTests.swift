@@ -155,6 +155,29 @@ struct FrameProtectionTests {
         #expect(try opener.open(from: &frame) == Ping(time: 5).packet)
     }
 
+    /// Frames are sealed and opened through libcrypto on Linux: each direction must agree with
+    /// swift-crypto's AES-GCM, byte for byte, whatever the size.
+    @Test("frames agree with swift-crypto's AES-GCM both ways, at every padding size", arguments: [15, 27, 200, 1_000, 70_000, 600_000])
+    func framesAgreeWithSwiftCrypto(length: Int) throws {
+        let packet = Self.packet(ofLength: length)
+        let plaintext = packet.encoded().bytes
+        let padded = FrameProtection.paddedLength(for: plaintext.count)
+        // Sealed here, opened by swift-crypto.
+        var sealer = FrameSealer(keys: Self.keys)
+        var frame = ByteBuffer()
+        try sealer.seal(packet, into: &frame)
+        let bytes = frame.bytes
+        let box = try AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: bytes[5..<17]), ciphertext: bytes[33...], tag: bytes[17..<33])
+        let opened = try AES.GCM.open(box, using: Self.keys.key, authenticating: bytes[..<5])
+        #expect(Array(opened) == plaintext + Array(repeating: 0, count: padded - plaintext.count))
+        // Sealed by swift-crypto, opened here.
+        var handmade = try Self.handmadeFrame(
+            plaintext: plaintext + Array(repeating: 0, count: padded - plaintext.count), padLength: UInt8(padded - plaintext.count))
+        #expect(handmade.bytes == bytes, "the same key, IV and plaintext make the same frame")
+        var opener = FrameOpener(keys: Self.keys)
+        #expect(try opener.open(from: &handmade) == packet)
+    }
+
     @Test("non-zero padding bytes: badPadding (208)")
     func nonZeroPadding() throws {
         let packet = Ping(time: 5).packet.encoded().bytes

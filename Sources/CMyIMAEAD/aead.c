@@ -1,0 +1,56 @@
+#include "myim_aead.h"
+
+#include <limits.h>
+#include <openssl/evp.h>
+
+// One context per thread and direction, set to AES-256-GCM once and then only re-keyed: the
+// cipher is looked up once per thread, not once per frame. Contexts live as long as their
+// thread (NIO's event loop threads live as long as the process).
+static _Thread_local EVP_CIPHER_CTX *seal_context;
+static _Thread_local EVP_CIPHER_CTX *open_context;
+
+static EVP_CIPHER_CTX *prepared(EVP_CIPHER_CTX **slot, int encrypt) {
+    if (*slot != NULL) return *slot;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL) return NULL;
+    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, encrypt) != 1) {
+        EVP_CIPHER_CTX_free(ctx);
+        return NULL;
+    }
+    *slot = ctx;
+    return ctx;
+}
+
+int myim_aes256gcm_prepare(void) {
+    return prepared(&seal_context, 1) != NULL && prepared(&open_context, 0) != NULL;
+}
+
+/// Re-keys `ctx` (its direction unchanged), feeds the additional data and transforms `data`
+/// in place; the caller then finishes (and sets or reads the tag).
+static int transform(EVP_CIPHER_CTX *ctx, const uint8_t *key, const uint8_t *iv, const uint8_t *aad, size_t aad_length,
+                     uint8_t *data, size_t length) {
+    int written = 0;
+    if (ctx == NULL || aad_length > INT_MAX || length > INT_MAX) return 0;
+    if (EVP_CipherInit_ex(ctx, NULL, NULL, key, iv, -1) != 1) return 0;
+    if (aad_length > 0 && EVP_CipherUpdate(ctx, NULL, &written, aad, (int)aad_length) != 1) return 0;
+    return length == 0 || EVP_CipherUpdate(ctx, data, &written, data, (int)length) == 1;
+}
+
+int myim_aes256gcm_seal(const uint8_t key[32], const uint8_t iv[12], const uint8_t *aad, size_t aad_length,
+                        uint8_t *data, size_t length, uint8_t tag[16]) {
+    EVP_CIPHER_CTX *ctx = prepared(&seal_context, 1);
+    int written = 0;
+    return transform(ctx, key, iv, aad, aad_length, data, length)
+        && EVP_CipherFinal_ex(ctx, data + length, &written) == 1
+        && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+}
+
+int myim_aes256gcm_open(const uint8_t key[32], const uint8_t iv[12], const uint8_t *aad, size_t aad_length,
+                        uint8_t *data, size_t length, const uint8_t tag[16]) {
+    EVP_CIPHER_CTX *ctx = prepared(&open_context, 0);
+    int written = 0;
+    // The tag is checked by the final step, in constant time.
+    return transform(ctx, key, iv, aad, aad_length, data, length)
+        && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, (void *)tag) == 1
+        && EVP_CipherFinal_ex(ctx, data + length, &written) == 1;
+}
