@@ -50,7 +50,7 @@ let package = Package(
         // thread, re-keyed per frame. Linux only; elsewhere frames go through swift-crypto.
         .target(
             name: "CMyIMAEAD",
-            linkerSettings: [.linkedLibrary("crypto")]
+            linkerSettings: [.linkedLibrary("crypto", .when(platforms: [.linux]))]
         ),
         // Pure: it transforms bytes and returns actions; it never touches a socket.
         .target(

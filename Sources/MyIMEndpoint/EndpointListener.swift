@@ -37,7 +37,7 @@ enum EndpointListener {
         let configuration = endpoint.configuration
         let idleTimeout = configuration.idleTimeout
         let connections = ClientConnections(group: group)
-        FrameProtection.prepare()
+        try FrameProtection.prepare()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)

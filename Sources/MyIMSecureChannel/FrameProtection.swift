@@ -1,4 +1,4 @@
-#if canImport(CMyIMAEAD)
+#if canImport(CMyIMAEAD) && os(Linux)
 import CMyIMAEAD
 #endif
 import Crypto
@@ -32,12 +32,24 @@ public enum FrameProtection {
         return (length + 255) / 256 * 256
     }
 
+    /// What seals and opens frames: `libcrypto` (Linux) or `swift-crypto`.
+    public static var backend: String {
+        #if canImport(CMyIMAEAD) && os(Linux)
+        "libcrypto"
+        #else
+        "swift-crypto"
+        #endif
+    }
+
     /// Loads what sealing and opening frames need (on Linux, libcrypto's AES-GCM: about 2 MB,
     /// once per process), so that a server pays for it when it starts, not with its first
-    /// connection. Idempotent; frames work without it.
-    public static func prepare() {
-        #if canImport(CMyIMAEAD)
-        _ = myim_aes256gcm_prepare()
+    /// connection, and fails there if libcrypto cannot do AES-256-GCM (a provider missing, a
+    /// policy that forbids it) rather than on every frame. Idempotent.
+    public static func prepare() throws(SecureChannelError) {
+        #if canImport(CMyIMAEAD) && os(Linux)
+        guard myim_aes256gcm_prepare() == 1 else {
+            throw SecureChannelError(.internalError, "libcrypto cannot do AES-256-GCM here; check the OpenSSL installation and its configuration")
+        }
         #endif
     }
 
@@ -92,7 +104,7 @@ public struct FrameSealer: Sendable {
         }
         guard sealed else {
             output.moveWriterIndex(to: start)
-            throw SecureChannelError(.decryptionFailed, "AES-GCM refused to seal frame \(counter)")
+            throw SecureChannelError(.internalError, "AES-GCM refused to seal frame \(counter)")
         }
         counter += 1
     }
@@ -176,7 +188,7 @@ enum FrameAEAD {
     /// are set already. False when the AEAD fails.
     static func seal(_ frame: UnsafeMutableRawBufferPointer, key: SymmetricKey) -> Bool {
         let length = frame.count - bodyStart
-        #if canImport(CMyIMAEAD)
+        #if canImport(CMyIMAEAD) && os(Linux)
         return key.withUnsafeBytes { key in
             guard key.count == 32 else { return false }  // AES-256 only.
             let base = frame.baseAddress!.assumingMemoryBound(to: UInt8.self)
@@ -201,7 +213,7 @@ enum FrameAEAD {
     /// the tag does not verify; `plaintext` is then not to be used.
     static func open(_ frame: UnsafeRawBufferPointer, key: SymmetricKey, into plaintext: UnsafeMutableRawBufferPointer) -> Bool {
         let length = frame.count - bodyStart
-        #if canImport(CMyIMAEAD)
+        #if canImport(CMyIMAEAD) && os(Linux)
         UnsafeMutableRawBufferPointer(rebasing: plaintext[..<length]).copyMemory(from: UnsafeRawBufferPointer(rebasing: frame[bodyStart...]))
         return key.withUnsafeBytes { key in
             guard key.count == 32 else { return false }  // AES-256 only.

@@ -62,7 +62,7 @@ public enum SecureListener {
         handshakeTimeout: TimeAmount = .seconds(10),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> NIOAsyncChannel<SecureConnection, Never> {
-        FrameProtection.prepare()
+        try FrameProtection.prepare()
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)

@@ -178,6 +178,31 @@ struct FrameProtectionTests {
         #expect(try opener.open(from: &handmade) == packet)
     }
 
+    @Test("on Linux frames go through libcrypto; a failed open does not spoil the next, and keys alternate on one thread")
+    func theThreadsCipherContextRecoversAndRekeys() throws {
+        #if os(Linux)
+        #expect(FrameProtection.backend == "libcrypto")
+        #endif
+        try FrameProtection.prepare()
+        let other = TrafficKeys(key: SymmetricKey(size: .bits256), salt: [1, 2, 3, 4])
+        var sealers = [FrameSealer(keys: Self.keys), FrameSealer(keys: other)]
+        var openers = [FrameOpener(keys: Self.keys), FrameOpener(keys: other)]
+        for round in 0..<4 {
+            for index in [round % 2, 1 - round % 2] {
+                var frame = ByteBuffer()
+                try sealers[index].seal(Ping(time: Int64(round * 2 + index)).packet, into: &frame)
+                if round == 1 {
+                    // A tampered copy fails; the genuine frame then opens with the same opener.
+                    var tampered = frame
+                    tampered.setInteger(tampered.getInteger(at: tampered.writerIndex - 1, as: UInt8.self)! ^ 1, at: tampered.writerIndex - 1)
+                    var spoiled = openers[index]
+                    #expect(throws: SecureChannelError.self) { try spoiled.open(from: &tampered) }
+                }
+                #expect(try openers[index].open(from: &frame) == Ping(time: Int64(round * 2 + index)).packet)
+            }
+        }
+    }
+
     @Test("non-zero padding bytes: badPadding (208)")
     func nonZeroPadding() throws {
         let packet = Ping(time: 5).packet.encoded().bytes

@@ -6,8 +6,9 @@
 
 /// AES-256-GCM with a 12-byte IV and a 16-byte tag, in place, through OpenSSL's libcrypto.
 ///
-/// One cipher context per thread is kept and re-keyed for each call, so a connection holds
-/// only its 32-byte key: no context per connection, and no allocation per frame.
+/// One cipher context per thread and direction is kept and re-keyed for each call, so a
+/// connection holds only its 32-byte key: no context per connection, and no allocation per
+/// frame. Linux only (the functions are empty elsewhere: `aead.c` builds nothing).
 /// Both return 1 on success and 0 on failure (for `open`, a tag that does not verify); after
 /// a failed `open` the bytes at `data` are undefined and must not be used.
 int myim_aes256gcm_seal(const uint8_t key[32], const uint8_t iv[12], const uint8_t *aad, size_t aad_length,
