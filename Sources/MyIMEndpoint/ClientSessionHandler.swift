@@ -57,8 +57,9 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     private var readDeferred = false
     /// Waiting for the link to drain (``LinkWriter/whenWritable(_:)``).
     private var waitingForLink = false
-    /// QoS 1 chats relayed to the center that have had neither 8 nor 20 back.
-    private var unanswered: Int32 = 0
+    /// The `client_msg_id`s of the QoS 1 chats relayed to the center that have had neither 8
+    /// nor 20 back, oldest first (the center answers a session's chats in order).
+    private var unanswered: [String] = []
     /// How many of `held`, from its start, ``relayHeld()`` has relayed so far.
     private var heldRelayed: Int32 = 0
     /// Why the connection ended, when something other than the client ended it.
@@ -360,7 +361,8 @@ final class ClientSessionHandler: ChannelDuplexHandler {
             case .sent:
                 endpoint.counters.messageIn(packet.type)
                 // Its 8 (or 20) comes back through this event loop, so after this count.
-                if packet.type == MessageType.chat.rawValue, packet.body["qos"] != .int(0) { unanswered += 1 }
+                if packet.type == MessageType.chat.rawValue, packet.body["qos"] != .int(0),
+                   case .string(let id)? = packet.body["client_msg_id"] { unanswered.append(id) }
             case .busy:
                 return false
             case .down:
@@ -386,25 +388,32 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(packet), promise: nil)
     }
 
-    /// The link dropped: every chat it had not answered gets 20 with 330 now.
+    /// The link dropped: every chat it had not answered gets 20 with 330 now, naming it.
     private func failUnanswered() {
-        guard unanswered > 0 else { return }
+        guard !unanswered.isEmpty else { return }
         let error = EndpointError(
-            .centerUnavailable, "the link to the center dropped before it answered; send again with the same client_msg_id").packet
-        for _ in 0..<unanswered { reply(error) }
+            .centerUnavailable, "the link to the center dropped before it answered; send again with the same client_msg_id")
+        for id in unanswered { reply(ErrorMessage(code: error.code, data: error.message, clientMessageID: id).packet) }
         endpoint.logger.notice("chats the center had not answered were failed with 330", metadata: [
-            "source": "\(source)", "chats": "\(unanswered)",
+            "source": "\(source)", "chats": "\(unanswered.count)",
         ])
-        unanswered = 0
+        unanswered = []
     }
 
     // MARK: - To the client
 
-    /// Packets from the session table: an 8 or a 20 answers a relayed chat.
+    /// Packets from the session table: an 8 answers the oldest relayed QoS 1 chat, a 20 the chat
+    /// it names (a 20 naming none, or a QoS 0 chat, answers no counted chat).
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if unanswered > 0 {
-            let type = unwrapOutboundIn(data).type
-            if type == MessageType.chatAccepted.rawValue || type == MessageType.error.rawValue { unanswered -= 1 }
+        if !unanswered.isEmpty {
+            let packet = unwrapOutboundIn(data)
+            if packet.type == MessageType.chatAccepted.rawValue {
+                unanswered.removeFirst()
+            } else if packet.type == MessageType.error.rawValue,
+                case .string(let id)? = (try? packet.parsedBody())?["client_msg_id"], let index = unanswered.firstIndex(of: id)
+            {
+                unanswered.remove(at: index)
+            }
         }
         context.write(data, promise: promise)
     }

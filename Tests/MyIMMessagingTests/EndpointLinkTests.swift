@@ -43,7 +43,28 @@ extension EndpointTests {
                 let answer = try #require(await client.next(timeout: .seconds(5)), "no answer after the link dropped")
                 let error = try ErrorMessage(packet: answer)
                 #expect(error.code == .centerUnavailable)
+                #expect(error.clientMessageID == "c1", "the 330 names the chat to send again")
                 #expect(await client.next(timeout: .milliseconds(500)) == nil, "one 330 for one unanswered QoS 1 chat")
+                await client.close()
+            }
+        }
+
+        @Test func aRefusedBestEffortChatDoesNotTakeTheAnswerOwedToAQoS1One() async throws {
+            try await EndpointHarness.with({ $0.linkPingInterval = .milliseconds(300) }) { harness in
+                let (client, session) = try await harness.authenticated()
+                await harness.center.setMode(.silent)
+                try await client.send(Chat(target: .user("nobody@alpha.example"), content: .text("?"), clientMessageID: "q1", qos: .bestEffort))
+                try await client.send(Chat(target: .user("bob@alpha.example"), content: .text("owed"), clientMessageID: "c1"))
+                #expect(await harness.center.take(.fromClient) != nil)
+                #expect(await harness.center.take(.fromClient) != nil)
+                // The center refuses the QoS 0 chat, naming it, and then goes silent.
+                try await harness.center.send(ToClient(
+                    sessions: [session], payload: ErrorMessage(code: .unknownRecipient, data: "no such user", clientMessageID: "q1").packet))
+                let refusal = try ErrorMessage(packet: try #require(await client.next(timeout: .seconds(5))))
+                #expect(refusal.clientMessageID == "q1")
+                // When the link drops, the QoS 1 chat still gets its 330.
+                let owed = try ErrorMessage(packet: try #require(await client.next(timeout: .seconds(5)), "no 330 for the QoS 1 chat"))
+                #expect(owed.code == .centerUnavailable && owed.clientMessageID == "c1")
                 await client.close()
             }
         }
