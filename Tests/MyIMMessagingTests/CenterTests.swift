@@ -230,6 +230,24 @@ struct CenterTests {
         }
     }
 
+    @Test func aSessionBoundAgainByARelinkedEndpointKeepsItsNoCopiesChoice() async throws {
+        try await withCenter { center in
+            // ep1 relinks holding alice's session, whose client asked for no copies (41).
+            let alice = SessionInfo(
+                session: "ep1:1", user: "alice@alpha.example", login: "l1", device: "d", since: 1, userID: 11, senderCopies: false)
+            try await FakeEndpoint.with("ep1", port: center.port, sessions: [alice]) { ep1 in
+                _ = try await ep1.next { $0.type == LinkMessageType.sessionReady.rawValue && (try? SessionReady(packet: $0).session) == "ep1:1" }
+                _ = try await ep1.open("bob@alpha.example", session: "ep1:2", userID: 22)
+                try await ep1.request(Chat(target: .user("bob@alpha.example"), content: .text("after relink"), clientMessageID: "r1"), session: "ep1:1")
+                #expect(try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1", type: .chatAccepted)).targetID == 22)
+                #expect(try ChatDelivery(packet: try await ep1.delivery(for: "ep1:2", type: .chatDelivery)).clientMessageID == "r1")
+                try await ep1.request(FriendListQuery(), session: "ep1:1")
+                let next = try await ep1.delivery(for: "ep1:1")
+                #expect(next.type == MessageType.friendList.rawValue, "got \(next.type): a copy went to a session that asked for none")
+            }
+        }
+    }
+
     @Test func aSessionComingBackWithItsEndpointDoesNotKickANewerLogin() async throws {
         try await withCenter { center in
             try await FakeEndpoint.with("ep2", port: center.port) { ep2 in
