@@ -361,8 +361,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
             case .sent:
                 endpoint.counters.messageIn(packet.type)
                 // Its 8 (or 20) comes back through this event loop, so after this count.
-                if packet.type == MessageType.chat.rawValue, packet.body["qos"] != .int(0),
-                   case .string(let id)? = packet.body["client_msg_id"] { unanswered.append(id) }
+                if packet.body["qos"] != .int(0), let id = Chat.clientMessageID(of: packet) { unanswered.append(id) }
             case .busy:
                 return false
             case .down:
@@ -391,9 +390,8 @@ final class ClientSessionHandler: ChannelDuplexHandler {
     /// The link dropped: every chat it had not answered gets 20 with 330 now, naming it.
     private func failUnanswered() {
         guard !unanswered.isEmpty else { return }
-        let error = EndpointError(
-            .centerUnavailable, "the link to the center dropped before it answered; send again with the same client_msg_id")
-        for id in unanswered { reply(ErrorMessage(code: error.code, data: error.message, clientMessageID: id).packet) }
+        let message = "the link to the center dropped before it answered; send again with the same client_msg_id"
+        for id in unanswered { reply(ErrorMessage(code: .centerUnavailable, data: message, clientMessageID: id).packet) }
         endpoint.logger.notice("chats the center had not answered were failed with 330", metadata: [
             "source": "\(source)", "chats": "\(unanswered.count)",
         ])

@@ -196,6 +196,21 @@ struct MessageTests {
         }
     }
 
+    @Test("a refusal names a chat only by a valid client_msg_id (1–64 bytes)")
+    func refusalsNameValidChatIDs() {
+        func chat(_ id: String) -> Packet {
+            var packet = Chat(target: .user("bob@alpha.example"), content: .text("x"), clientMessageID: "placeholder").packet
+            packet.body["client_msg_id"] = .string(id)
+            return packet
+        }
+        let refusal = ErrorMessage(code: .unknownRecipient, data: "no")
+        #expect(refusal.answering(chat("m-1")).clientMessageID == "m-1")
+        #expect(refusal.answering(chat(String(repeating: "é", count: 32))).clientMessageID?.utf8.count == 64)
+        #expect(refusal.answering(chat(String(repeating: "a", count: 65))).clientMessageID == nil, "too long to be an id: not echoed")
+        #expect(refusal.answering(chat("")).clientMessageID == nil)
+        #expect(refusal.answering(Ping(time: 1).packet).clientMessageID == nil, "not a chat")
+    }
+
     @Test("qos defaults to 1, accepts 0 and 1, rejects anything else")
     func qos() throws {
         let chat = Chat(target: .user("bob@beta.example"), content: .text("hi"), clientMessageID: "c1")

@@ -88,6 +88,15 @@ extension WireDict {
 /// 6, client → server: send a chat message.
 public struct Chat: WireMessage {
     public static let messageType = MessageType.chat
+
+    /// The `client_msg_id` of `packet` if it is a chat (6) whose id is valid (1–64 bytes of
+    /// UTF-8), read without decoding the rest: what a refusal names and what the endpoint
+    /// tracks. A chat with an invalid id is refused without one.
+    public static func clientMessageID(of packet: Packet) -> String? {
+        guard packet.type == messageType.rawValue, case .string(let id)? = packet.body["client_msg_id"], (1...64).contains(id.utf8.count)
+        else { return nil }
+        return id
+    }
     /// Wire keys `type` and `target_id`.
     public var target: ChatTarget
     /// Wire key `message`.

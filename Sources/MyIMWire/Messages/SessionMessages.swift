@@ -38,10 +38,10 @@ public struct ErrorMessage: WireMessage {
         return body
     }
 
-    /// The same error, naming the chat it refuses when `packet` is a chat (6) with a string
-    /// `client_msg_id`.
+    /// The same error, naming the chat it refuses when `packet` is a chat (6) with a valid
+    /// `client_msg_id` (``Chat/clientMessageID(of:)``).
     public func answering(_ packet: Packet) -> ErrorMessage {
-        guard packet.type == MessageType.chat.rawValue, case .string(let id)? = packet.body["client_msg_id"] else { return self }
+        guard let id = Chat.clientMessageID(of: packet) else { return self }
         var error = self
         error.clientMessageID = id
         return error
