@@ -96,11 +96,8 @@ extension Center {
         let now = configuration.clock()
         let senderID = userIDs[user] ?? 0
         let targetID = try await existingUser(target)
-        let node = configuration.node
         let delivery = { @Sendable (id: Int64, time: Int64) in
-            ChatDelivery(
-                kind: .user, time: time, senderID: senderID, senderName: user, targetID: targetID, targetName: target,
-                content: chat.content, serverMessageID: id, clientMessageID: chat.clientMessageID, qos: chat.qos, serverID: node)
+            self.delivery(of: chat, from: user, senderID: senderID, to: target, targetID: targetID, serverMessageID: id, time: time)
         }
         switch chat.qos {
         case .atLeastOnce:
@@ -118,6 +115,43 @@ extension Center {
         }
     }
 
+    /// The 18 of a 1:1 chat.
+    private nonisolated func delivery(
+        of chat: Chat, from user: String, senderID: Int64, to target: String, targetID: Int64, serverMessageID: Int64, time: Int64
+    ) -> ChatDelivery {
+        ChatDelivery(
+            kind: .user, time: time, senderID: senderID, senderName: user, targetID: targetID, targetName: target,
+            content: chat.content, serverMessageID: serverMessageID, clientMessageID: chat.clientMessageID, qos: chat.qos,
+            serverID: configuration.node)
+    }
+
+    /// Delivers a best-effort 1:1 chat (a ``FromClient`` link packet) on the link's event loop,
+    /// without the actor, when ``LiveRoutes`` has everything it needs: what ``chat(_:session:user:)``
+    /// would do, for the common case. Returns false, having done nothing, when the actor must
+    /// handle it (anything else, a chat it refuses, a recipient not live, a link pushing back).
+    nonisolated func routeOnLoop(_ packet: Packet, session: String, endpoint: String) -> Bool {
+        guard case .dict(let body)? = packet.body["body"], packet.int("type") == Int64(MessageType.chat.rawValue),
+              case .int(QoS.bestEffort.rawValue)? = body["qos"],
+              let chat = try? Chat(body: body), case .user(let rawTarget) = chat.target,
+              let target = try? address(rawTarget), (try? check(chat.content)) != nil,
+              let route = routes.route(from: session, on: endpoint, to: target),
+              let id = store.reservedMessageID()
+        else { return false }
+        messagesIn.increment(MessageType.chat.rawValue)
+        var packet = delivery(
+            of: chat, from: route.sender.user, senderID: route.sender.userID, to: target, targetID: route.recipient.userID,
+            serverMessageID: id, time: configuration.clock()
+        ).packet
+        if route.senderLink != nil { packet = packet.encodingBody() }
+        messagesOut.increment(packet.type)
+        route.recipientLink.write(ToClient(sessions: [route.recipient.session], payload: packet).packet)
+        if let senderLink = route.senderLink {
+            messagesOut.increment(packet.type)
+            senderLink.write(ToClient(sessions: [session], payload: packet).packet)
+        }
+        return true
+    }
+
     /// A 1:1 delivery goes to the recipient's live session and, as seed 000 has it, a copy to
     /// the session that sent it, unless that session said in 41 that it records its own
     /// messages from 8 (`sender_copies` false; for QoS 0 it then gets no answer at all). When
@@ -132,7 +166,7 @@ extension Center {
         await send(packet, toSessions: [session], on: sender.endpoint)
     }
 
-    private func check(_ content: ChatContent) throws(CenterRefusal) {
+    private nonisolated func check(_ content: ChatContent) throws(CenterRefusal) {
         switch content {
         case .text(let text):
             guard text.utf8.count <= configuration.maxTextBytes else {
@@ -185,7 +219,7 @@ extension Center {
     // MARK: - Helpers
 
     /// A lower-cased `name@domain` of this center's domain.
-    func address(_ raw: String) throws(CenterRefusal) -> String {
+    nonisolated func address(_ raw: String) throws(CenterRefusal) -> String {
         let address = Self.lowercased(raw)
         let utf8 = address.utf8
         let at = utf8.firstIndex(of: UInt8(ascii: "@"))

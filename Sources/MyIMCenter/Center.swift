@@ -53,6 +53,8 @@ public actor Center {
     private static let laneLimit = 10_000
     /// Set by ``drain(timeout:)``: new client requests are refused with 330.
     public private(set) var draining = false
+    /// What the links' event loops route best-effort chats with (``routeOnLoop(_:session:endpoint:)``).
+    nonisolated let routes = LiveRoutes()
 
     public init(configuration: CenterConfiguration, logger: Logger = Logger(label: "myim.center")) throws {
         self.configuration = configuration
@@ -62,7 +64,9 @@ public actor Center {
 
     /// Binds the configured link address (port 0 picks one).
     public nonisolated func bind() async throws -> NIOAsyncChannel<NIOAsyncChannel<Packet, Packet>, Never> {
-        try await LinkChannel.bind(host: configuration.host, port: configuration.port, protection: configuration.protection)
+        try await LinkChannel.bind(host: configuration.host, port: configuration.port, protection: configuration.protection) { channel in
+            try channel.pipeline.syncOperations.addHandler(LinkRoutingHandler(center: self))
+        }
     }
 
     /// Serves every link the listener accepts until it closes or the task is cancelled.
@@ -89,6 +93,9 @@ public actor Center {
     private nonisolated func handleLink(_ channel: NIOAsyncChannel<Packet, Packet>) async {
         var registered: (node: String, id: Int)?
         do {
+            let intake = try await channel.channel.eventLoop.submit {
+                try channel.channel.pipeline.syncOperations.handler(type: LinkRoutingHandler.self).intake
+            }.get()
             try await channel.executeThenClose { inbound, outbound in
                 var packets = inbound.makeAsyncIterator()
                 let domain = configuration.domain
@@ -105,7 +112,8 @@ public actor Center {
                 let id = await register(node: hello.node, outbox: LinkOutbox(channel: channel.channel))
                 registered = (hello.node, id)
                 for info in hello.sessions { await open(info, endpoint: hello.node, rebinding: true) }
-                try await serveLanes(&packets, from: hello.node, sessions: hello.sessions)
+                intake.admit(hello.node)
+                try await serveLanes(&packets, from: hello.node, sessions: hello.sessions, intake: intake)
             }
         } catch {
             // A peer that never said who it is (a port probe, a failed TLS handshake) is not news.
@@ -124,9 +132,18 @@ public actor Center {
     ///
     /// A lane has a task only while it has packets: an idle session costs a queue entry here,
     /// not a suspended task.
+    ///
+    /// Each client request handled (or dropped) is told to `intake`, which holds the session's
+    /// best-effort chats back from the event loop's route while its earlier requests wait here.
     private nonisolated func serveLanes(
-        _ packets: inout NIOAsyncChannelInboundStream<Packet>.AsyncIterator, from node: String, sessions known: [SessionInfo]
+        _ packets: inout NIOAsyncChannelInboundStream<Packet>.AsyncIterator, from node: String, sessions known: [SessionInfo],
+        intake: LinkIntake
     ) async throws {
+        /// Handles a packet that takes no lane.
+        func handleNow(_ packet: Packet) async {
+            await handle(packet, from: node)
+            Self.handled(packet, intake: intake)
+        }
         try await withThrowingDiscardingTaskGroup { group in
             var lanes: [String: (lane: Lane, sessions: Int)] = [:]
             /// Users whose last session closed while their lane was still busy: dropped once idle.
@@ -141,7 +158,7 @@ public actor Center {
                 switch LinkMessageType(rawValue: packet.type) {
                 case .sessionOpen:
                     guard let info = try? SessionOpen(packet: packet).info else {
-                        await handle(packet, from: node)  // Malformed: logged there.
+                        await handleNow(packet)  // Malformed: logged there.
                         continue
                     }
                     user = info.user
@@ -151,22 +168,26 @@ public actor Center {
                     }
                 case .fromClient, .sessionClose:
                     guard case .string(let session)? = packet.body["session"], let owner = userOfSession[session] else {
-                        await handle(packet, from: node)  // A session this link never opened: refused there.
+                        await handleNow(packet)  // A session this link never opened: refused there.
                         continue
                     }
                     user = owner
                     if packet.type == LinkMessageType.sessionClose.rawValue { userOfSession[session] = nil }
                 default:
-                    await handle(packet, from: node)
+                    await handleNow(packet)
                     continue
                 }
-                guard let lane = lanes[user]?.lane else { continue }
+                guard let lane = lanes[user]?.lane else {
+                    Self.handled(packet, intake: intake)
+                    continue
+                }
                 while queued.withLock({ $0 }) >= Self.laneLimit { try await Task.sleep(for: .milliseconds(1)) }
                 queued.withLock { $0 += 1 }
                 if lane.push(packet) {
                     group.addTask {
                         while let next = lane.next() {
                             await self.handle(next, from: node)
+                            Self.handled(next, intake: intake)
                             self.queued.withLock { $0 -= 1 }
                         }
                     }
@@ -186,6 +207,12 @@ public actor Center {
                 }
             }
         }
+    }
+
+    /// Tells `intake` that a client request is handled.
+    private static func handled(_ packet: Packet, intake: LinkIntake) {
+        guard packet.type == LinkMessageType.fromClient.rawValue, case .string(let session)? = packet.body["session"] else { return }
+        intake.handled(session)
     }
 
     /// One user's link packets waiting to be handled, in order. ``push(_:)`` says when a task
@@ -219,6 +246,7 @@ public actor Center {
         nextLinkID += 1
         if links[node] != nil { logger.notice("endpoint linked again; the older link is replaced", metadata: ["endpoint": "\(node)"]) }
         links[node] = Link(id: nextLinkID, outbox: outbox)
+        routes.linked(node, outbox: outbox)
         logger.info("endpoint linked", metadata: ["endpoint": "\(node)"])
         return nextLinkID
     }
@@ -227,6 +255,7 @@ public actor Center {
     private func unregister(node: String, id: Int) async {
         guard links[node]?.id == id else { return }
         links[node] = nil
+        routes.unlinked(node)
         logger.notice("endpoint link down; its sessions go offline", metadata: ["endpoint": "\(node)"])
         for (sessionID, session) in sessions where session.endpoint == node && session.link == id {
             // Each close waits on Redis and SQLite: the endpoint may relink and bind the
@@ -279,11 +308,14 @@ public actor Center {
         if let older = sessionByUser[info.user], older != info.session, let session = sessions[older] {
             await send(KickSession(session: older, reason: "a newer login of \(info.user) took over").packet, toEndpoint: session.endpoint)
             sessions[older] = nil
+            routes.gone(older, user: info.user)
             logger.info("older session kicked", metadata: ["user": "\(info.user)", "session": "\(older)"])
         }
         sessions[info.session] = Session(info: info, endpoint: endpoint, link: links[endpoint]?.id)
         sessionByUser[info.user] = info.session
         if info.userID != 0 { userIDs[info.user] = info.userID }
+        routes.bound(
+            info.session, user: info.user, userID: userIDs[info.user] ?? 0, endpoint: endpoint, senderCopies: info.senderCopies)
         // Not waited for: last-seen times are written in batches. The user id is in
         // `userIDs` already, so nothing here depends on the row being written.
         await store.recordLastSeen(user: info.user, userID: info.userID, now: now, failed: lastSeenFailed(user: info.user))
@@ -363,12 +395,15 @@ public actor Center {
             }
             firstPass = false
         }
+        guard let session = sessions[sessionID] else { return }
         sessions[sessionID]?.ready = true
+        routes.ready(sessionID, user: session.info.user, userID: userIDs[session.info.user] ?? 0, endpoint: session.endpoint)
     }
 
     func close(_ sessionID: String, reason: String) async {
         guard let session = sessions.removeValue(forKey: sessionID) else { return }
         let user = session.info.user
+        routes.gone(sessionID, user: user)
         if sessionByUser[user] == sessionID { sessionByUser[user] = nil }
         let now = configuration.clock()
         do {
@@ -464,6 +499,7 @@ public actor Center {
     /// ``serve(_:)``: the links close, and the endpoints reconnect when the center is back.
     public func drain(timeout: Duration = .seconds(10)) async {
         draining = true
+        routes.drain()
         let deadline = ContinuousClock.now + timeout
         logger.notice("draining: finishing in-flight work", metadata: ["in_flight": "\(inFlight)"])
         while inFlight > 0 || queued.withLock({ $0 }) > 0, ContinuousClock.now < deadline {

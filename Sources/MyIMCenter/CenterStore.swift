@@ -231,18 +231,22 @@ public final class CenterStore: Sendable {
     /// be lower than a QoS 1 id given after it. It runs on the caller's executor
     /// (`nonisolated(nonsending)`): an id from the block costs the center's actor no hop.
     public nonisolated(nonsending) func allocateMessageID() async throws -> Int64 {
-        if let id = idBlock.withLock({ block -> Int64? in
-            guard block.next < block.end else { return nil }
-            defer { block.next += 1 }
-            return block.next
-        }) {
-            return id
-        }
+        if let id = reservedMessageID() { return id }
         let last = try await pool.write { db in try Self.nextMessageID(db, count: Self.idBlockSize) }
         return idBlock.withLock { block in
             // This block replaces any other refilled meanwhile (its rest is skipped, never reused).
             block = (next: last - Self.idBlockSize + 2, end: last + 1)
             return last - Self.idBlockSize + 1
+        }
+    }
+
+    /// The next id of the reserved block, without waiting: nil when the block is used up (then
+    /// ``allocateMessageID()`` reserves the next).
+    public func reservedMessageID() -> Int64? {
+        idBlock.withLock { block -> Int64? in
+            guard block.next < block.end else { return nil }
+            defer { block.next += 1 }
+            return block.next
         }
     }
 

@@ -9,10 +9,12 @@ import Glibc
 
 /// Opens and accepts links: TLS (or not), then packets both ways as an async channel.
 public enum LinkChannel {
-    /// Listens for links on `host:port` (port 0 picks a free one).
+    /// Listens for links on `host:port` (port 0 picks a free one). `prepare` runs on each
+    /// accepted channel as ``connect(host:port:serverName:protection:limits:timeout:group:leftEncoded:prepare:)``'s does.
     public static func bind(
         host: String, port: Int, protection: LinkProtection, limits: WireLimits = .default,
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        prepare: @escaping @Sendable (any Channel) throws -> Void = { _ in }
     ) async throws -> NIOAsyncChannel<NIOAsyncChannel<Packet, Packet>, Never> {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -22,7 +24,7 @@ public enum LinkChannel {
                     if case .tls(let context) = protection {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
                     }
-                    return try configure(channel, limits: limits)
+                    return try configure(channel, limits: limits, prepare: prepare)
                 }
             }
     }

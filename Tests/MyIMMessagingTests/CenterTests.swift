@@ -136,6 +136,30 @@ final class FakeEndpoint {
 
     /// Whether anything for `session` is waiting now (read what is buffered, without waiting long).
     var pendingTypes: [UInt32] { backlog.map(\.type) }
+
+    /// Returns once the center has handled everything `session` sent before: its session open
+    /// (and the backlog flush that makes it a live recipient) included. A friend-list query
+    /// takes the same per-user lane, and its answer comes after.
+    func barrier(session: String) async throws {
+        try await request(FriendListQuery(), session: session)
+        _ = try await delivery(for: session, type: .friendList)
+    }
+
+    /// Sends a best-effort chat from `session` to `user` and waits for it at `recipient`'s
+    /// `recipientSession`: the center then holds ids for best-effort chats (it reserves them in
+    /// blocks, the first when one is needed), and the next ones can be routed on the link's
+    /// event loop.
+    func warmUp(from session: String, to user: String, on recipient: FakeEndpoint, session recipientSession: String) async throws {
+        try await request(Chat(target: .user(user), content: .text("warm-up"), clientMessageID: "warm-up", qos: .bestEffort), session: session)
+        #expect(try ChatDelivery(packet: try await recipient.delivery(for: recipientSession)).clientMessageID == "warm-up")
+    }
+
+    /// Whether a client packet for `session` was read and is kept in the backlog.
+    func holds(for session: String) -> Bool {
+        backlog.contains { packet in
+            packet.type == LinkMessageType.toClient.rawValue && (try? ToClient(packet: packet))?.sessions.contains(session) == true
+        }
+    }
 }
 
 struct CenterTestFailure: Error, CustomStringConvertible {
@@ -221,9 +245,17 @@ struct CenterTests {
                 _ = try ChatAccepted(packet: try await ep1.delivery(for: "ep1:1", type: .chatAccepted))
                 let delivered = try ChatDelivery(packet: try await ep1.delivery(for: "ep1:2", type: .chatDelivery))
 
+                try await ep1.barrier(session: "ep1:2")
+                try await ep1.warmUp(from: "ep1:1", to: "bob@alpha.example", on: ep1, session: "ep1:2")
+
                 await center.center.drain(timeout: .seconds(2))
                 try await ep1.request(Chat(target: .user("bob@alpha.example"), content: .text("during"), clientMessageID: "d1"), session: "ep1:1")
                 #expect(try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1", type: .error)).code == .centerUnavailable)
+                // A best-effort chat to a live recipient too, though it would otherwise be routed on the link's event loop.
+                try await ep1.request(
+                    Chat(target: .user("bob@alpha.example"), content: .text("during"), clientMessageID: "d2", qos: .bestEffort), session: "ep1:1")
+                let refusal = try ErrorMessage(packet: try await ep1.delivery(for: "ep1:1", type: .error))
+                #expect(refusal.code == .centerUnavailable && refusal.clientMessageID == "d2")
                 try await ep1.request(DeliveryAck(ids: [delivered.serverMessageID]), session: "ep1:2")
                 try await expectEventually { try await center.center.store.pendingCount() == 0 }
             }
@@ -244,6 +276,42 @@ struct CenterTests {
                 try await ep1.request(FriendListQuery(), session: "ep1:1")
                 let next = try await ep1.delivery(for: "ep1:1")
                 #expect(next.type == MessageType.friendList.rawValue, "got \(next.type): a copy went to a session that asked for none")
+            }
+        }
+    }
+
+    @Test func aBestEffortChatNeverOvertakesAnEarlierRequestOfItsSession() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                try await FakeEndpoint.with("ep2", port: center.port) { ep2 in
+                    _ = try await ep1.open("alice@alpha.example", session: "ep1:1", userID: 1, senderCopies: false)
+                    _ = try await ep2.open("bob@alpha.example", session: "ep2:1", userID: 2)
+                    try await ep2.barrier(session: "ep2:1")
+                    try await ep1.warmUp(from: "ep1:1", to: "bob@alpha.example", on: ep2, session: "ep2:1")
+                    // Each stored chat waits on SQLite; the best-effort chat sent right after it
+                    // could be routed at once, on the link's event loop, if nothing held it back.
+                    var sent: [String] = []
+                    for round in 0..<5 {
+                        for qos in [QoS.atLeastOnce, .bestEffort] {
+                            let id = "\(qos)-\(round)"
+                            try await ep1.request(Chat(target: .user("bob@alpha.example"), content: .text(id), clientMessageID: id, qos: qos), session: "ep1:1")
+                            sent.append(id)
+                        }
+                    }
+                    var received: [String] = []
+                    for _ in sent { received.append(try ChatDelivery(packet: try await ep2.delivery(for: "ep2:1")).clientMessageID) }
+                    #expect(received == sent)
+
+                    // Once bob's session is closed, nothing more is sent for it.
+                    try await ep2.send(SessionClose(session: "ep2:1", reason: "quit"))
+                    try await expectEventually { await center.presence.lookup(["bob@alpha.example"]).isEmpty }
+                    try await ep1.request(
+                        Chat(target: .user("bob@alpha.example"), content: .text("late"), clientMessageID: "late", qos: .bestEffort), session: "ep1:1")
+                    try await ep1.barrier(session: "ep1:1")
+                    try await ep2.send(LinkPing(time: 1))
+                    _ = try await ep2.next { $0.type == LinkMessageType.pong.rawValue }
+                    #expect(!ep2.holds(for: "ep2:1"), "a closed session was sent a delivery")
+                }
             }
         }
     }
@@ -340,6 +408,15 @@ struct CenterTests {
                     #expect(kick.session == "ep1:7")
                     let entry = await center.presence.lookup(["dave@alpha.example"])["dave@alpha.example"]
                     #expect(entry?.session == "ep2:9" && entry?.endpoint == "ep2")
+
+                    // Live deliveries, best-effort ones too, go to the newer session only.
+                    _ = try await ep1.open("carol@alpha.example", session: "ep1:8", userID: 3)
+                    try await ep2.barrier(session: "ep2:9")
+                    try await ep1.request(
+                        Chat(target: .user("dave@alpha.example"), content: .text("hi"), clientMessageID: "c1", qos: .bestEffort), session: "ep1:8")
+                    #expect(try ChatDelivery(packet: try await ep2.delivery(for: "ep2:9")).clientMessageID == "c1")
+                    try await ep1.barrier(session: "ep1:8")
+                    #expect(!ep1.holds(for: "ep1:7"), "the kicked session was sent a delivery")
                 }
             }
         }
@@ -351,8 +428,13 @@ struct CenterTests {
                 try await FakeEndpoint.with("ep2", port: center.port) { ep2 in
                     _ = try await ep1.open("erin@alpha.example", session: "ep1:1")
                     _ = try await ep2.open("frank@alpha.example", session: "ep2:1")
-                    // ep2 claims erin's session: ignored.
-                    try await ep2.request(Chat(target: .user("frank@alpha.example"), content: .text("x"), clientMessageID: "f"), session: "ep1:1")
+                    try await ep2.barrier(session: "ep2:1")
+                    try await ep1.warmUp(from: "ep1:1", to: "frank@alpha.example", on: ep2, session: "ep2:1")
+                    // ep2 claims erin's session: ignored, whatever the QoS.
+                    for qos in QoS.allCases {
+                        try await ep2.request(
+                            Chat(target: .user("frank@alpha.example"), content: .text("x"), clientMessageID: "f", qos: qos), session: "ep1:1")
+                    }
                     try await ep1.request(Chat(target: .user("frank@alpha.example"), content: .text("real"), clientMessageID: "r"), session: "ep1:1")
                     let delivered = try ChatDelivery(packet: try await ep2.delivery(for: "ep2:1"))
                     #expect(delivered.content == .text("real"))
