@@ -143,12 +143,16 @@ extension Center {
             serverMessageID: id, time: configuration.clock()
         ).packet
         if route.senderLink != nil { packet = packet.encodingBody() }
+        // Queued on the links' loops, behind what the actor has queued there: a session's
+        // earlier answers and deliveries (its requests were handled before this one was let
+        // through), and a recipient's 42 and backlog (queued before it became live).
         messagesOut.increment(packet.type)
-        route.recipientLink.write(ToClient(sessions: [route.recipient.session], payload: packet).packet)
+        route.recipientLink.enqueue(ToClient(sessions: [route.recipient.session], payload: packet).packet)
         if let senderLink = route.senderLink {
             messagesOut.increment(packet.type)
-            senderLink.write(ToClient(sessions: [session], payload: packet).packet)
+            senderLink.enqueue(ToClient(sessions: [session], payload: packet).packet)
         }
+        routedOnLoop.add(1, ordering: .relaxed)
         return true
     }
 

@@ -55,6 +55,9 @@ public actor Center {
     public private(set) var draining = false
     /// What the links' event loops route best-effort chats with (``routeOnLoop(_:session:endpoint:)``).
     nonisolated let routes = LiveRoutes()
+    nonisolated let routedOnLoop = Atomic<Int>(0)
+    /// Best-effort chats delivered on a link's event loop, without the actor, since the start.
+    public nonisolated var chatsRoutedOnLoop: Int { routedOnLoop.load(ordering: .relaxed) }
 
     public init(configuration: CenterConfiguration, logger: Logger = Logger(label: "myim.center")) throws {
         self.configuration = configuration
@@ -133,8 +136,8 @@ public actor Center {
     /// A lane has a task only while it has packets: an idle session costs a queue entry here,
     /// not a suspended task.
     ///
-    /// Each client request handled (or dropped) is told to `intake`, which holds the session's
-    /// best-effort chats back from the event loop's route while its earlier requests wait here.
+    /// Each session packet handled (or dropped) is told to `intake`, which holds the session's
+    /// best-effort chats back from the event loop's route while its earlier packets wait here.
     private nonisolated func serveLanes(
         _ packets: inout NIOAsyncChannelInboundStream<Packet>.AsyncIterator, from node: String, sessions known: [SessionInfo],
         intake: LinkIntake
@@ -209,9 +212,9 @@ public actor Center {
         }
     }
 
-    /// Tells `intake` that a client request is handled.
+    /// Tells `intake` that a session's packet is handled.
     private static func handled(_ packet: Packet, intake: LinkIntake) {
-        guard packet.type == LinkMessageType.fromClient.rawValue, case .string(let session)? = packet.body["session"] else { return }
+        guard let session = LinkIntake.session(of: packet) else { return }
         intake.handled(session)
     }
 

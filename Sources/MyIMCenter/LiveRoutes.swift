@@ -100,9 +100,9 @@ final class LiveRoutes: Sendable {
     }
 }
 
-/// One link's requests on their way to the actor, per session, so that a chat routed on the
-/// event loop never overtakes an earlier request of its session that the actor still holds
-/// (a QoS 1 chat waiting on SQLite, say).
+/// One link's session packets on their way to the actor, per session, so that a chat routed on
+/// the event loop never overtakes an earlier packet of its session that the actor still holds:
+/// a QoS 1 chat waiting on SQLite, say, or the session's open or close.
 final class LinkIntake: Sendable {
     private struct State {
         /// The endpoint at the other end, once its hello is accepted: nothing is routed before.
@@ -121,12 +121,24 @@ final class LinkIntake: Sendable {
         state.withLock { $0.waiting[session] == nil ? $0.endpoint : nil }
     }
 
-    /// A request of `session` goes to the actor.
+    /// The session a link packet belongs to, for the packets that take a session's lane: its
+    /// open (the session info is the body), its requests and its close.
+    static func session(of packet: Packet) -> String? {
+        switch LinkMessageType(rawValue: packet.type) {
+        case .sessionOpen, .fromClient, .sessionClose:
+            guard case .string(let session)? = packet.body["session"] else { return nil }
+            return session
+        default:
+            return nil
+        }
+    }
+
+    /// A packet of `session` (its open, a request or its close) goes to the actor.
     func queued(_ session: String) {
         state.withLock { $0.waiting[session, default: 0] += 1 }
     }
 
-    /// The actor has handled (or dropped) a request of `session`.
+    /// The actor has handled (or dropped) a packet of `session`.
     func handled(_ session: String) {
         state.withLock { state in
             guard let count = state.waiting[session] else { return }
@@ -151,11 +163,15 @@ final class LinkRoutingHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let packet = unwrapInboundIn(data)
-        guard packet.type == LinkMessageType.fromClient.rawValue, case .string(let session)? = packet.body["session"] else {
+        guard let session = LinkIntake.session(of: packet) else {
             context.fireChannelRead(data)
             return
         }
-        if let endpoint = intake.clear(session), center.routeOnLoop(packet, session: session, endpoint: endpoint) { return }
+        if packet.type == LinkMessageType.fromClient.rawValue, let endpoint = intake.clear(session),
+           center.routeOnLoop(packet, session: session, endpoint: endpoint)
+        {
+            return
+        }
         intake.queued(session)
         context.fireChannelRead(data)
     }

@@ -25,6 +25,14 @@ public final class LinkOutbox: Sendable {
         }
     }
 
+    /// Writes `packet` behind every packet given to this outbox before, from any thread: unlike
+    /// ``write(_:)``, never at once, even on the link's event loop, where it waits for the
+    /// writes other threads have queued on that loop. A packet routed on an event loop must
+    /// not overtake what the center's actor sent first.
+    public func enqueue(_ packet: Packet) {
+        channel.eventLoop.execute { self.writeOnLoop(packet) }
+    }
+
     /// Returns once the link takes writes again: while more than its high-water mark waits
     /// unwritten (the peer reads slower than it is written to), or at once. Callers that wait
     /// here after each write are held back instead of buffering without bound. It runs on the
