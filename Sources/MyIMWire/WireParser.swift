@@ -59,6 +59,7 @@ public struct WireParser {
             throw .at(path, .nestingTooDeep, "nesting is deeper than \(limits.maxDepth) levels")
         }
         var dict = WireDict()
+        dict.reserveCapacity(Self.entryCount(in: buffer, keyed: true))
         // Duplicate keys are found by a linear scan while the dict is small, by a set after.
         var seen: Set<String>? = nil
         while buffer.readableBytes > 0 {
@@ -84,6 +85,27 @@ public struct WireParser {
             dict.appendUnchecked(key, value)
         }
         return dict
+    }
+
+    /// How many entries (`keyed`: a dict's) or elements the container's bytes hold, counted
+    /// from their headers without reading a value, to size the container once: at most 32
+    /// (a larger one grows as it is read), and only those whose bytes are all there, so that
+    /// no input makes the parser reserve more than its bytes could fill.
+    private static func entryCount(in buffer: ByteBuffer, keyed: Bool) -> Int {
+        var offset = buffer.readerIndex
+        let end = buffer.writerIndex
+        var count = 0
+        while offset < end, count < 32 {
+            if keyed {
+                guard let keyLength = buffer.getInteger(at: offset, as: UInt8.self) else { break }
+                offset += 1 + Int(keyLength)
+            }
+            guard offset + 5 <= end, let length = buffer.getInteger(at: offset + 1, as: UInt32.self) else { break }
+            offset += 5 + Int(length)
+            guard offset <= end else { break }
+            count += 1
+        }
+        return count
     }
 
     /// The readable bytes as a string if they are valid UTF-8. ASCII (every key, most values) is
@@ -198,6 +220,7 @@ public struct WireParser {
             throw .at(path, .nestingTooDeep, "nesting is deeper than \(limits.maxDepth) levels")
         }
         var elements: [WireValue] = []
+        elements.reserveCapacity(Self.entryCount(in: buffer, keyed: false))
         while buffer.readableBytes > 0 {
             guard elements.count < limits.maxContainerCount else {
                 throw .at(path, .containerTooLong, "a list has more than \(limits.maxContainerCount) elements")

@@ -83,6 +83,11 @@ public struct WireDict: Hashable, Sendable, ExpressibleByDictionaryLiteral {
         }
     }
 
+    /// Room for `count` entries, so that appending them allocates once.
+    mutating func reserveCapacity(_ count: Int) {
+        entries.reserveCapacity(count)
+    }
+
     /// Appends without looking for the key: the parser has already checked uniqueness.
     mutating func appendUnchecked(_ key: String, _ value: WireValue) {
         entries.append(Entry(key: key, value: value))

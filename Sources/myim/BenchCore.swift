@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Crypto
+import MyIMLink
 import MyIMSecureChannel
 import MyIMWire
 import NIOCore
@@ -9,11 +10,14 @@ import NIOCore
 ///
 /// Handshakes run client and server state machines back to back in one thread; the server's
 /// share is timed apart, since that is what bounds how fast a server absorbs a reconnect
-/// storm. Frames are sealed and opened with the real ``FrameSealer`` / ``FrameOpener``.
+/// storm. Frames are sealed and opened with the real ``FrameSealer`` / ``FrameOpener``. The
+/// wire codec's rows are what each process does to a 64-byte chat besides its crypto: the
+/// endpoint decodes the client's packet, the center the link packet carrying it, and the
+/// center encodes the delivery it sends on.
 struct BenchCore: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "core",
-        abstract: "Handshakes/s and AES-GCM frame throughput on one core (build with -c release)."
+        abstract: "Handshakes/s, AES-GCM frame throughput and the wire codec's cost per chat on one core (build with -c release)."
     )
 
     @Option(help: "Seconds to spend on each measurement.")
@@ -38,6 +42,45 @@ struct BenchCore: ParsableCommand {
             report("seal \(size) B message (\(result.frameSize) B frame)", ops: result.count, elapsed: result.seal, bytes: size)
             report("open \(size) B message (\(result.frameSize) B frame)", ops: result.count, elapsed: result.open, bytes: size)
         }
+        for (name, operation) in Self.wireOperations() {
+            let (count, elapsed) = try Self.repeated(operation, budget: budget)
+            report(name, ops: count, elapsed: elapsed)
+        }
+    }
+
+    /// A 64-byte chat as it crosses the servers: decoded from the client, decoded from the
+    /// endpoint's link, and its delivery encoded for the recipient's link.
+    private static func wireOperations() -> [(String, () throws -> Void)] {
+        let text = String(repeating: "x", count: 64)
+        let chat = Chat(target: .user("bob@alpha.example"), content: .text(text), clientMessageID: UUID().uuidString, qos: .bestEffort).packet
+        let chatBytes = chat.encoded()
+        let linkBytes = FromClient(session: "ep1:12345", payload: chat).packet.encoded()
+        let delivery = ChatDelivery(
+            kind: .user, time: 1_800_000_000_000, senderID: 1, senderName: "alice@alpha.example", targetID: 2,
+            targetName: "bob@alpha.example", content: .text(text), serverMessageID: 123_456, clientMessageID: UUID().uuidString,
+            qos: .bestEffort, serverID: "alpha-center")
+        var out = ByteBuffer()
+        out.reserveCapacity(1024)
+        return [
+            ("decode a 64 B chat (6) packet", { _ = try Packet(decoding: chatBytes) }),
+            ("decode the link packet carrying it", { _ = try FromClient(packet: try Packet(decoding: linkBytes)) }),
+            ("encode its delivery (18) in a link packet", {
+                out.clear()
+                out.writePacket(ToClient(sessions: ["ep2:12345"], payload: delivery.packet).packet)
+            }),
+        ]
+    }
+
+    /// Runs `operation` in batches of 1,000 until `budget` is spent: how many runs, in how long.
+    private static func repeated(_ operation: () throws -> Void, budget: Duration) throws -> (count: Int, elapsed: Duration) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var count = 0
+        while clock.now - start < budget {
+            for _ in 0..<1000 { try operation() }
+            count += 1000
+        }
+        return (count, clock.now - start)
     }
 
     private func measureHandshakes(identity: ServerIdentityKey, budget: Duration) throws -> (count: Int, total: Duration, server: Duration) {
