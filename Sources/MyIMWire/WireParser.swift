@@ -112,10 +112,18 @@ public struct WireParser {
     /// recognised by a plain scan and decoded without a second check; anything else goes
     /// through the standard library's validation.
     static func utf8String(_ bytes: ByteBuffer) -> String? {
-        bytes.withUnsafeReadableBytes { raw in
-            if !raw.contains(where: { $0 >= 0x80 }) { return String(decoding: raw, as: UTF8.self) }
-            return String(validating: raw, as: UTF8.self)
-        }
+        bytes.withUnsafeReadableBytes { utf8String($0) }
+    }
+
+    /// The first `length` readable bytes of `buffer` as a string, as ``utf8String(_:)-(ByteBuffer)``;
+    /// the caller has checked that they are there.
+    static func utf8String(_ buffer: ByteBuffer, length: Int) -> String? {
+        buffer.withUnsafeReadableBytes { utf8String(UnsafeRawBufferPointer(rebasing: $0.prefix(length))) }
+    }
+
+    private static func utf8String(_ raw: UnsafeRawBufferPointer) -> String? {
+        if !raw.contains(where: { $0 >= 0x80 }) { return String(decoding: raw, as: UTF8.self) }
+        return String(validating: raw, as: UTF8.self)
     }
 
     private func readKey(_ buffer: inout ByteBuffer, path: [String]) throws(WireError) -> String {
@@ -126,12 +134,13 @@ public struct WireParser {
         guard keyLength <= limits.maxKeyLength else {
             throw .at(path, .keyTooLong, "a key is \(keyLength) bytes, more than \(limits.maxKeyLength)")
         }
-        guard let keyBytes = buffer.readSlice(length: Int(keyLength)) else {
+        guard buffer.readableBytes >= Int(keyLength) else {
             throw .at(path, .truncated, "input ends inside a key")
         }
-        guard let key = Self.utf8String(keyBytes) else {
+        guard let key = Self.utf8String(buffer, length: Int(keyLength)) else {
             throw .at(path, .invalidUTF8, "a key is not valid UTF-8")
         }
+        buffer.moveReaderIndex(forwardBy: Int(keyLength))
         return key
     }
 
@@ -175,22 +184,25 @@ public struct WireParser {
         guard valueCount <= limits.maxValueCount else {
             throw .at(label.appended(to: path), .tooManyValues, "the body holds more than \(limits.maxValueCount) values")
         }
-        var slice = buffer.readSlice(length: length)!
-        return try parseValue(kind, &slice, depth: depth, path: path, label: label)
+        let value = try parseValue(kind, buffer, length: length, depth: depth, path: path, label: label)
+        buffer.moveReaderIndex(forwardBy: length)
+        return value
     }
 
+    /// The value of `kind` in the first `length` readable bytes of `buffer` (all present), read
+    /// in place: only a container gets a slice of its own to parse.
     private mutating func parseValue(
-        _ kind: WireValue.Kind, _ slice: inout ByteBuffer, depth: Int, path: [String], label: Label
+        _ kind: WireValue.Kind, _ buffer: ByteBuffer, length: Int, depth: Int, path: [String], label: Label
     ) throws(WireError) -> WireValue {
-        let length = slice.readableBytes
+        let start = buffer.readerIndex
         switch kind {
         case .int:
-            guard length == 8, let int = slice.readInteger(endianness: .big, as: Int64.self) else {
+            guard length == 8, let int = buffer.getInteger(at: start, endianness: .big, as: Int64.self) else {
                 throw .at(label.appended(to: path), .badScalarLength, "an int is 8 bytes, found \(length)")
             }
             return .int(int)
         case .bool:
-            guard length == 1, let byte = slice.readInteger(as: UInt8.self) else {
+            guard length == 1, let byte = buffer.getInteger(at: start, as: UInt8.self) else {
                 throw .at(label.appended(to: path), .badScalarLength, "a bool is 1 byte, found \(length)")
             }
             guard byte <= 1 else { throw .at(label.appended(to: path), .badBoolValue, "a bool is 0 or 1, found \(byte)") }
@@ -199,7 +211,7 @@ public struct WireParser {
             guard length <= limits.maxStringLength else {
                 throw .at(label.appended(to: path), .stringTooLong, "a string is \(length) bytes, more than \(limits.maxStringLength)")
             }
-            guard let string = Self.utf8String(slice) else {
+            guard let string = Self.utf8String(buffer, length: length) else {
                 throw .at(label.appended(to: path), .invalidUTF8, "a string is not valid UTF-8")
             }
             return .string(string)
@@ -207,10 +219,12 @@ public struct WireParser {
             guard length <= limits.maxBytesLength else {
                 throw .at(label.appended(to: path), .bytesTooLong, "a bytes value is \(length) bytes, more than \(limits.maxBytesLength)")
             }
-            return .bytes(Array(slice.readableBytesView))
+            return .bytes(buffer.getBytes(at: start, length: length)!)
         case .dict:
+            var slice = buffer.getSlice(at: start, length: length)!
             return .dict(try parseDict(&slice, depth: depth + 1, path: label.appended(to: path)))
         case .list:
+            var slice = buffer.getSlice(at: start, length: length)!
             return .list(try parseList(&slice, depth: depth + 1, path: label.appended(to: path)))
         }
     }
