@@ -100,9 +100,10 @@ public struct WireParser {
                 guard let keyLength = buffer.getInteger(at: offset, as: UInt8.self) else { break }
                 offset += 1 + Int(keyLength)
             }
-            guard offset + 5 <= end, let length = buffer.getInteger(at: offset + 1, as: UInt32.self) else { break }
+            guard offset + 5 <= end, let length = buffer.getInteger(at: offset + 1, as: UInt32.self),
+                  UInt64(length) <= UInt64(end - offset - 5)
+            else { break }
             offset += 5 + Int(length)
-            guard offset <= end else { break }
             count += 1
         }
         return count
@@ -166,6 +167,9 @@ public struct WireParser {
             throw .at(path + [key], .truncated, "the value claims more bytes than remain")
         }
         valueCount += 1
+        guard valueCount <= limits.maxValueCount else {
+            throw .at(path + [key], .tooManyValues, "the body holds more than \(limits.maxValueCount) values")
+        }
         return buffer.readSlice(length: length)!
     }
 

@@ -11,9 +11,10 @@ import NIOCore
 /// Handshakes run client and server state machines back to back in one thread; the server's
 /// share is timed apart, since that is what bounds how fast a server absorbs a reconnect
 /// storm. Frames are sealed and opened with the real ``FrameSealer`` / ``FrameOpener``. The
-/// wire codec's rows are what each process does to a 64-byte chat besides its crypto: the
-/// endpoint decodes the client's packet, the center the link packet carrying it, and the
-/// center encodes the delivery it sends on.
+/// wire codec's rows time the generic codec on a 64-byte chat: the endpoint's decode of the
+/// client's packet, the center's decode of the link packet carrying it (before the chat's
+/// fields are read into a ``Chat``), and the center's encode of the delivery for one recipient
+/// (a `ToClient` with a parsed body; one for two links is encoded once, then copied).
 struct BenchCore: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "core",

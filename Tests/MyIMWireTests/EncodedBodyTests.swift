@@ -98,6 +98,21 @@ import Testing
         #expect(try WireParser.parseBody(ByteBuffer(), keepingEncoded: "body").kept == nil)
     }
 
+    @Test func theKeptValueCountsAgainstTheBodysValueLimit() throws {
+        var limits = WireLimits()
+        limits.maxValueCount = 2
+        var buffer = ByteBuffer()
+        buffer.writeWireDict(["type": .int(18), "n": .int(1), "body": .dict(["k": .int(1)])])
+        #expect(throws: WireError.self) { try WireParser.parseBody(buffer, keepingEncoded: "body", limits: limits) }
+        do {
+            _ = try WireParser.parseBody(buffer, keepingEncoded: "body", limits: limits)
+        } catch {
+            #expect(error.code == .tooManyValues)
+        }
+        limits.maxValueCount = 3
+        #expect(try WireParser.parseBody(buffer, keepingEncoded: "body", limits: limits).kept != nil)
+    }
+
     @Test func theRestOfABodyIsCheckedAsUsualAndTheKeptValueForItsLength() {
         var duplicate = ByteBuffer()
         duplicate.writeWireDict(["body": .dict([:])])
