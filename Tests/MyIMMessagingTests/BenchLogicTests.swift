@@ -339,6 +339,35 @@ struct BenchLogicTests {
         #expect(phases.allSatisfy { $0["server_cpu_is_whole_process"] as? Bool == false })
     }
 
+    // MARK: - Smoke run of `myim bench core`
+
+    /// Every row of `myim bench core` is printed with a rate above zero: handshakes, frames and
+    /// the wire codec's rows, each run at least once (the debug binary beside the tests).
+    @Test func coreSmoke() async throws {
+        let binary = try MyIMExecutable.locate()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("bench-core-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let child = try ChildProcess(name: "myim bench core", executable: binary, arguments: ["bench", "core", "--seconds", "0.05"], logPath: log)
+        guard await child.waitForExit(timeout: .seconds(60)) else {
+            await child.stop()
+            throw ProcessTestError("myim bench core did not end within 60 s:\n\(child.output)")
+        }
+        let output = child.output
+        #expect(child.terminationStatus == 0, "\(output)")
+        let rows = [
+            "handshake, both sides (RSA-2048 PSS)", "handshake, server side only (RSA-2048 PSS)",
+            "handshake, both sides (Ed25519)", "handshake, server side only (Ed25519)",
+            "seal 64 B message", "open 64 B message", "seal 1024 B message", "open 1024 B message",
+            "decode a 64 B chat (6) packet", "decode the link packet carrying it", "encode its delivery (18) in a link packet",
+        ]
+        for row in rows {
+            // The last three columns: ops/s, µs/op, MB/s.
+            let line = output.split(separator: "\n").first { $0.hasPrefix(row) }
+            let columns = line?.split(separator: " ").suffix(3) ?? []
+            #expect(columns.count == 3 && (Double(columns.first!) ?? 0) > 0, "\(row): \(line.map(String.init) ?? "missing")\n\(output)")
+        }
+    }
+
     // MARK: - Smoke runs of `myim bench idle`
 
     private static func runIdle(_ arguments: [String]) async throws -> [[String: Any]] {
