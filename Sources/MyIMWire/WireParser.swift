@@ -109,22 +109,16 @@ public struct WireParser {
         return count
     }
 
-    /// The readable bytes as a string if they are valid UTF-8. ASCII (every key, most values) is
-    /// recognised by a plain scan and decoded without a second check; anything else goes
-    /// through the standard library's validation.
-    static func utf8String(_ bytes: ByteBuffer) -> String? {
-        bytes.withUnsafeReadableBytes { utf8String($0) }
-    }
-
-    /// The first `length` readable bytes of `buffer` as a string, as ``utf8String(_:)-(ByteBuffer)``;
-    /// the caller has checked that they are there.
+    /// The first `length` readable bytes of `buffer` (the caller has checked that they are
+    /// there) as a string if they are valid UTF-8. ASCII (every key, most values) is recognised
+    /// by a plain scan and decoded without a second check; anything else goes through the
+    /// standard library's validation.
     static func utf8String(_ buffer: ByteBuffer, length: Int) -> String? {
-        buffer.withUnsafeReadableBytes { utf8String(UnsafeRawBufferPointer(rebasing: $0.prefix(length))) }
-    }
-
-    private static func utf8String(_ raw: UnsafeRawBufferPointer) -> String? {
-        if !raw.contains(where: { $0 >= 0x80 }) { return String(decoding: raw, as: UTF8.self) }
-        return String(validating: raw, as: UTF8.self)
+        buffer.withUnsafeReadableBytes { bytes in
+            let raw = UnsafeRawBufferPointer(rebasing: bytes.prefix(length))
+            if !raw.contains(where: { $0 >= 0x80 }) { return String(decoding: raw, as: UTF8.self) }
+            return String(validating: raw, as: UTF8.self)
+        }
     }
 
     private func readKey(_ buffer: inout ByteBuffer, path: [String]) throws(WireError) -> String {
