@@ -3,6 +3,7 @@ import Foundation
 import JWTKit
 import MyIMSecureChannel
 import MyIMWire
+import Synchronization
 
 /// What a MyIM token says: who, which session, from which device, and until when.
 ///
@@ -84,20 +85,34 @@ public struct TokenIssuer: Sendable {
 }
 
 /// Verifies tokens offline with the login center's public key; endpoints hold one.
+///
+/// A token's signature is checked once: the hash of a token that verified is remembered in a
+/// bounded set (``VerifiedTokens``), so that a client reconnecting with the same token costs a
+/// SHA-256 and the token's decoding instead of an Ed25519 verification as well. The checks that
+/// depend on the time (not yet valid, expired) run on every use, remembered or not.
 public struct TokenVerifier: Sendable {
     private let keys: JWTKeyCollection
+    private let verified: VerifiedTokens
+    private let parser = DefaultJWTParser()
     public let issuer: String
     /// Tolerated clock difference between the login center and this process.
     public let leeway: TimeInterval
     /// Tokens longer than this are refused before any parsing.
     public static let maximumTokenLength = 4096
+    /// How many verified tokens a verifier remembers by default.
+    public static let defaultMemoCapacity = 65_536
 
-    public init(publicKey: Curve25519.Signing.PublicKey, issuer: String, leeway: TimeInterval = 60) async {
+    /// - Parameter memoCapacity: verified tokens remembered (0: verify every token in full).
+    public init(publicKey: Curve25519.Signing.PublicKey, issuer: String, leeway: TimeInterval = 60, memoCapacity: Int = defaultMemoCapacity) async {
         keys = JWTKeyCollection()
         await keys.add(eddsa: EdDSA.PublicKey(backing: publicKey), kid: "myim-token")
+        verified = VerifiedTokens(capacity: memoCapacity)
         self.issuer = issuer
         self.leeway = leeway
     }
+
+    /// Signature verifications done so far (tokens found in the memo are not counted).
+    public var signatureVerifications: Int { verified.verifications }
 
     /// The token's claims if it is well formed, signed by the login center, issued by
     /// `issuer`, and valid at `now`; a ``TokenError`` saying which of these failed otherwise.
@@ -105,10 +120,23 @@ public struct TokenVerifier: Sendable {
         guard token.utf8.count <= Self.maximumTokenLength else {
             throw TokenError(.tokenTooLong, "a token is at most \(Self.maximumTokenLength) bytes, this one is \(token.utf8.count)")
         }
+        let key = VerifiedTokens.key(of: token)
+        if verified.contains(key) {
+            // These very bytes verified before: decode them without checking the signature again.
+            let claims: TokenClaims
+            do {
+                claims = try parser.parse(Array(token.utf8), as: TokenClaims.self).payload
+            } catch {
+                throw TokenError(.tokenMalformed, "the token cannot be decoded: \(Self.reason(error))")
+            }
+            try checkTimes(of: claims, now: now)
+            return claims
+        }
         guard token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
             throw TokenError(.tokenMalformed, "a token is three base64url parts separated by dots")
         }
         let claims: TokenClaims
+        verified.countVerification()
         do {
             claims = try await keys.verify(token, as: TokenClaims.self)
         } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
@@ -119,20 +147,83 @@ public struct TokenVerifier: Sendable {
         guard claims.issuer.value == issuer else {
             throw TokenError(.tokenWrongIssuer, "the token was issued by '\(claims.issuer.value)', not '\(issuer)'")
         }
-        guard claims.issuedAt.value.timeIntervalSince(now) <= leeway else {
-            throw TokenError(.tokenNotYetValid, "the token was issued in the future (check the clocks)")
-        }
         guard claims.expiration.value.timeIntervalSince(claims.issuedAt.value) <= maximumTokenLifetime else {
             throw TokenError(.tokenMalformed, "the token claims to live longer than 24 hours")
+        }
+        try checkTimes(of: claims, now: now)
+        verified.insert(key)
+        return claims
+    }
+
+    /// What changes with the clock: refused if issued in the future or expired at `now`.
+    private func checkTimes(of claims: TokenClaims, now: Date) throws(TokenError) {
+        guard claims.issuedAt.value.timeIntervalSince(now) <= leeway else {
+            throw TokenError(.tokenNotYetValid, "the token was issued in the future (check the clocks)")
         }
         guard now < claims.expiration.value.addingTimeInterval(leeway) else {
             throw TokenError(.tokenExpired, "the token expired at \(claims.expiration.value); log in again")
         }
-        return claims
     }
 
     private static func reason(_ error: any Error) -> String {
         if let error = error as? JWTError { return error.reason ?? error.errorType.description }
         return String(describing: error)
+    }
+}
+
+/// Tokens whose signature, issuer and lifetime were checked, each by the first 128 bits of the
+/// SHA-256 of its bytes (never by `String` equality, which treats canonically equivalent but
+/// different bytes as equal). Only the hash is kept, 16 bytes a token, so that remembering the
+/// token of every connection an endpoint holds costs little against the connection itself.
+///
+/// Bounded by two generations: new entries go into the current one; when it holds half the
+/// capacity it becomes the previous one and the one before is dropped. A token found in the
+/// previous generation moves to the current one, so tokens in use stay while tokens not seen for
+/// a generation go, without a list to maintain per lookup.
+final class VerifiedTokens: Sendable {
+    private struct State {
+        var current: Set<UInt128> = []
+        var previous: Set<UInt128> = []
+        var verifications = 0
+    }
+
+    private let generation: Int
+    private let state = Mutex(State())
+
+    init(capacity: Int) {
+        generation = max(0, capacity / 2)
+    }
+
+    static func key(of token: String) -> UInt128 {
+        SHA256.hash(data: Data(token.utf8)).withUnsafeBytes { $0.loadUnaligned(as: UInt128.self) }
+    }
+
+    var verifications: Int { state.withLock { $0.verifications } }
+
+    func countVerification() {
+        state.withLock { $0.verifications += 1 }
+    }
+
+    func contains(_ key: UInt128) -> Bool {
+        state.withLock { state in
+            if state.current.contains(key) { return true }
+            guard state.previous.remove(key) != nil else { return false }
+            Self.insert(key, into: &state, generation: generation)
+            return true
+        }
+    }
+
+    func insert(_ key: UInt128) {
+        guard generation > 0 else { return }
+        state.withLock { Self.insert(key, into: &$0, generation: generation) }
+    }
+
+    private static func insert(_ key: UInt128, into state: inout State, generation: Int) {
+        guard generation > 0 else { return }
+        if state.current.count >= generation {
+            state.previous = state.current
+            state.current = []
+        }
+        state.current.insert(key)
     }
 }

@@ -14,6 +14,11 @@ import Glibc
 /// server's resident memory and the kernel's socket memory. Per connection is the growth since
 /// before the first connection, divided by the connections held. The reference (`--reference
 /// mosquitto`) gets MQTT clients, each connected and subscribed to its own topic.
+///
+/// With `--reconnect`, a last step closes every connection, waits `--settle` seconds for the
+/// servers to close the sessions, and opens them all again, each with the token (or MQTT client
+/// id) it had: a crowd of clients coming back after a network outage, whose tokens the endpoint
+/// has seen before.
 struct BenchIdle: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "idle",
@@ -37,6 +42,9 @@ struct BenchIdle: AsyncParsableCommand {
 
     @Flag(name: .customLong("handshake-only"), help: "MyIM only: stop each connection after the secure-channel handshake (no token): what a connection costs before its session.")
     var handshakeOnly = false
+
+    @Flag(help: "After the last step, close every connection and open it again with the same token (MQTT: client id): a reconnect storm.")
+    var reconnect = false
 
     @Flag(help: "Also print one JSON object per step (lines starting with {\"bench\":\"idle\").")
     var json = false
@@ -68,7 +76,7 @@ struct BenchIdle: AsyncParsableCommand {
                 + "each connection an MQTT 3.1.1 client subscribed to its own topic")
             let clients = Locked<[MQTTBenchClient]>([])
             do {
-                try await measure(system: "mosquitto", servers: [("mosquitto", server.pid)]) { index in
+                try await measure(system: "mosquitto", servers: [("mosquitto", server.pid)], closeAll: { Self.closeAll(clients) }) { index in
                     let client = try await MQTTBenchClient.connect(host: "127.0.0.1", port: server.port, clientID: "idle\(index)")
                     clients.withLock { $0.append(client) }
                     try await client.subscribe("i\(index)")
@@ -87,10 +95,20 @@ struct BenchIdle: AsyncParsableCommand {
             + "each connection a token reconnect to bench-ep1 (handshake, token, 42 and 10), then idle")
         fflush(nil)  // The servers' pids show at once, also when the output is a file.
         let clients = Locked<[PairsClient]>([])
+        let tokens = Locked<[Int: String]>([:])
         do {
-            try await measure(system: "myim", servers: servers.servers.map { ($0.name, $0.pid) }) { index in
+            try await measure(system: "myim", servers: servers.servers.map { ($0.name, $0.pid) }, closeAll: { Self.closeAll(clients) }) { index in
                 let user = "idle\(index)@\(BenchMessages.domain)"
-                let token = handshakeOnly ? nil : try await servers.token(for: user, userID: Int64(300_000 + index))
+                var token: String?
+                if !handshakeOnly {
+                    if let known = tokens.withLock({ $0[index] }) {
+                        token = known
+                    } else {
+                        let issued = try await servers.token(for: user, userID: Int64(300_000 + index))
+                        tokens.withLock { $0[index] = issued }
+                        token = issued
+                    }
+                }
                 let client = try await PairsClient.connect(
                     port: servers.endpointPorts[0], fingerprint: servers.fingerprints[0], user: user, token: token)
                 clients.withLock { $0.append(client) }
@@ -105,10 +123,15 @@ struct BenchIdle: AsyncParsableCommand {
         await servers.stop()
     }
 
+    private static func closeAll<Client: BenchClosable>(_ clients: Locked<[Client]>) {
+        for client in clients.withLock({ list in defer { list.removeAll() }; return list }) { client.close() }
+    }
+
     /// Opens the connections step by step with `open` (called with 0, 1, 2, …, 32 at a time) and
-    /// prints the memory figures after each step.
+    /// prints the memory figures after each step; with `--reconnect`, then closes them all with
+    /// `closeAll` and opens them again.
     private func measure(
-        system: String, servers: [(name: String, pid: Int32)], open: @escaping @Sendable (Int) async throws -> Void
+        system: String, servers: [(name: String, pid: Int32)], closeAll: @Sendable () -> Void, open: @escaping @Sendable (Int) async throws -> Void
     ) async throws {
         print("\(System.coreCount) cores, load \(BenchPairs.loadAverage()), settle \(settle) s after each step; servers pinned to CPUs: \(serverCPUs ?? "no")")
         print("memory per connection = growth since before the first connection / connections held; kernel figures count both ends of each loopback connection")
@@ -117,7 +140,15 @@ struct BenchIdle: AsyncParsableCommand {
         let baseline = servers.map { ProcStat.read(pid: $0.pid)?.rssBytes ?? 0 }
         let kernelBaseline = KernelMemory.read()
         var opened = 0
-        for target in connections {
+        var steps = connections.map { (target: $0, reconnecting: false) }
+        if reconnect, let last = connections.last { steps.append((last, true)) }
+        for (target, reconnecting) in steps {
+            if reconnecting {
+                closeAll()
+                opened = 0
+                try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
+                print("all \(target) connections closed; each opened again with its token (MQTT: client id)")
+            }
             let cpuBefore = servers.map { ProcStat.read(pid: $0.pid)?.cpuSeconds ?? 0 }
             let started = BenchClock.now()
             // 32 handshakes in flight at a time, as a crowd of clients reconnecting would be.
@@ -137,7 +168,8 @@ struct BenchIdle: AsyncParsableCommand {
             let rss = servers.map { ProcStat.read(pid: $0.pid)?.rssBytes ?? 0 }
             let kernel = KernelMemory.read()
             let step = IdleStep(
-                system: system, connections: target, opened: target - (connections.last(where: { $0 < target }) ?? 0), seconds: elapsed,
+                system: system, connections: target, reconnected: reconnecting,
+                opened: reconnecting ? target : target - (connections.last(where: { $0 < target }) ?? 0), seconds: elapsed,
                 servers: zip(zip(servers, serverCPU), zip(baseline, rss)).map { server, memory in
                     (server.0.name, server.1, memory.1, (Double(memory.1) - Double(memory.0)) / Double(target))
                 },
@@ -162,6 +194,8 @@ private struct IdleStep: Encodable {
     var bench = "idle"
     var system: String
     var connections: Int
+    /// Whether the step's connections were reopened with the tokens they had (`--reconnect`).
+    var reconnected: Bool
     var connectsPerS: Double
     /// Server CPU per connection opened in the step, all server processes summed: what a
     /// connection (for MyIM a token reconnect) costs the servers, whatever bounds the rate.
@@ -177,12 +211,13 @@ private struct IdleStep: Encodable {
     var load: String
 
     init(
-        system: String, connections: Int, opened: Int, seconds: Double,
+        system: String, connections: Int, reconnected: Bool, opened: Int, seconds: Double,
         servers: [(name: String, cpuSeconds: Double, rss: UInt64, perConnection: Double)],
         kernel: (now: KernelMemory, before: KernelMemory)?, load: String
     ) {
         self.system = system
         self.connections = connections
+        self.reconnected = reconnected
         connectsPerS = seconds > 0 ? Double(opened) / seconds : 0
         let serverCPUSeconds = servers.reduce(0) { $0 + $1.cpuSeconds }
         serverCPUMicrosecondsPerConnectByProcess = Dictionary(
@@ -199,7 +234,7 @@ private struct IdleStep: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case bench, system, connections, load
+        case bench, system, connections, reconnected, load
         case connectsPerS = "connects_per_s"
         case serverCPUMicrosecondsPerConnect = "server_cpu_us_per_connect"
         case serverCoresBusy = "server_cores_busy"
@@ -211,7 +246,8 @@ private struct IdleStep: Encodable {
     }
 
     func print() {
-        Swift.print("\(connections) idle connections held (opened at \(String(format: "%.0f", connectsPerS))/s)")
+        let how = reconnected ? "reopened with their tokens" : "opened"
+        Swift.print("\(connections) idle connections held (\(how) at \(String(format: "%.0f", connectsPerS))/s)")
         BenchReport.printRow(
             "servers' CPU per connection opened (summed)",
             String(format: "%.0f us  (%.2f cores)", serverCPUMicrosecondsPerConnect, serverCoresBusy), nameWidth: 56, valueWidth: 22)
@@ -235,3 +271,11 @@ private struct IdleStep: Encodable {
         BenchReport.printRow(name, String(format: "%.0f B", bytes), nameWidth: 56, valueWidth: 14)
     }
 }
+
+/// A bench client `myim bench idle` can close.
+protocol BenchClosable: Sendable {
+    func close()
+}
+
+extension PairsClient: BenchClosable {}
+extension MQTTBenchClient: BenchClosable {}

@@ -232,6 +232,68 @@ struct LoginCenterTests {
         }
     }
 
+    @Test func aTokenIsVerifiedOnceButItsTimesOnEveryUse() async throws {
+        let issued = Date(timeIntervalSince1970: 1_800_000_000)
+        let issuer = await TokenIssuer(signingKey: TestLoginCenter.tokenKey, issuer: TestLoginCenter.issuer, lifetime: 3600)
+        let token = try await issuer.issue(address: "jo@alpha.example", userID: 7, sessionID: "s-jo", device: "d", now: issued).token
+        let verifier = await TokenVerifier(publicKey: TestLoginCenter.tokenKey.publicKey, issuer: TestLoginCenter.issuer, leeway: 0)
+
+        let first = try await verifier.verify(token, now: issued)
+        let again = try await verifier.verify(token, now: issued.addingTimeInterval(60))
+        #expect(again == first)
+        #expect(verifier.signatureVerifications == 1, "a token verified once is remembered")
+
+        // The remembered token is still refused before it was issued and once it has expired.
+        await expectCode(.tokenNotYetValid) { try await verifier.verify(token, now: issued.addingTimeInterval(-5)) }
+        await expectCode(.tokenExpired) { try await verifier.verify(token, now: issued.addingTimeInterval(3600)) }
+        #expect(verifier.signatureVerifications == 1)
+
+        // One byte changed in the remembered token's signature: verified, and refused.
+        var tampered = Array(token.utf8)
+        tampered[tampered.count - 2] = tampered[tampered.count - 2] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+        await expectCode(.tokenBadSignature) { try await verifier.verify(String(decoding: tampered, as: UTF8.self), now: issued) }
+        #expect(verifier.signatureVerifications == 2)
+
+        // A token that was refused is not remembered: refused again, by its signature.
+        await expectCode(.tokenBadSignature) { try await verifier.verify(String(decoding: tampered, as: UTF8.self), now: issued) }
+        #expect(verifier.signatureVerifications == 3)
+    }
+
+    @Test func theVerifiedTokensRememberedAreBounded() async throws {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let issuer = await TokenIssuer(signingKey: TestLoginCenter.tokenKey, issuer: TestLoginCenter.issuer)
+        var tokens: [String] = []
+        for index in 0..<10 {
+            tokens.append(try await issuer.issue(address: "u\(index)@alpha.example", userID: Int64(index), sessionID: "s\(index)", device: "d", now: now).token)
+        }
+        let verifier = await TokenVerifier(publicKey: TestLoginCenter.tokenKey.publicKey, issuer: TestLoginCenter.issuer, memoCapacity: 4)
+        for token in tokens { _ = try await verifier.verify(token, now: now) }
+        #expect(verifier.signatureVerifications == 10)
+
+        // The last two are remembered; the first, seen eight tokens ago, was forgotten.
+        _ = try await verifier.verify(tokens[9], now: now)
+        _ = try await verifier.verify(tokens[8], now: now)
+        #expect(verifier.signatureVerifications == 10)
+        let claims = try await verifier.verify(tokens[0], now: now)
+        #expect(claims.address == "u0@alpha.example")
+        #expect(verifier.signatureVerifications == 11)
+
+        // A token in use stays: token 9, used between four newer tokens, outlives them.
+        let before = verifier.signatureVerifications
+        _ = try await verifier.verify(tokens[9], now: now)
+        for token in tokens[1...2] { _ = try await verifier.verify(token, now: now) }
+        _ = try await verifier.verify(tokens[9], now: now)
+        for token in tokens[3...4] { _ = try await verifier.verify(token, now: now) }
+        _ = try await verifier.verify(tokens[9], now: now)
+        #expect(verifier.signatureVerifications == before + 4)
+
+        // Capacity 0 remembers nothing.
+        let forgetful = await TokenVerifier(publicKey: TestLoginCenter.tokenKey.publicKey, issuer: TestLoginCenter.issuer, memoCapacity: 0)
+        _ = try await forgetful.verify(tokens[0], now: now)
+        _ = try await forgetful.verify(tokens[0], now: now)
+        #expect(forgetful.signatureVerifications == 2)
+    }
+
     private func expectCode(_ code: ErrorCode, _ body: () async throws -> TokenClaims, sourceLocation: SourceLocation = #_sourceLocation) async {
         do {
             _ = try await body()

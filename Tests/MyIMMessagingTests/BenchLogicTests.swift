@@ -387,10 +387,12 @@ struct BenchLogicTests {
         }
     }
 
-    /// Each step reports the connections held, how fast they opened, and every server's memory.
+    /// Each step reports the connections held, how fast they opened, and every server's memory;
+    /// `--reconnect` adds a step that reopens all 8 with their tokens.
     @Test func idleSmokeMyIM() async throws {
-        let steps = try await Self.runIdle([])
-        #expect(steps.compactMap { $0["connections"] as? Int } == [3, 8])
+        let steps = try await Self.runIdle(["--reconnect"])
+        #expect(steps.compactMap { $0["connections"] as? Int } == [3, 8, 8])
+        #expect(steps.compactMap { $0["reconnected"] as? Bool } == [false, false, true])
         for step in steps {
             #expect(step["system"] as? String == "myim")
             #expect((step["connects_per_s"] as? Double ?? 0) > 0, "\(step)")
