@@ -335,7 +335,7 @@ public actor Center {
             Counter(label: "myim_redis_errors_total", dimensions: [("role", "center")]).increment()
         }
         do {
-            let opening = try await store.opening(of: info.user, limit: configuration.initialBatch)
+            let opening = try store.opening(of: info.user, limit: configuration.initialBatch)
             let friends = opening.friends
             let unread = opening.unread
             let groups = opening.groups.map { group, membership in

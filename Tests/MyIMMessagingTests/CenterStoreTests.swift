@@ -104,11 +104,11 @@ struct CenterStoreTests {
             }
         }
         let group = try await store.createGroup(name: "team", owner: "alice@alpha.example", members: [bob], now: 5)
-        let opening = try await store.opening(of: bob, limit: 2)
+        let opening = try store.opening(of: bob, limit: 2)
         #expect(opening.friends.map(\.username) == ["alice@alpha.example", "carol@alpha.example"])
         #expect(opening.unread.map(\.clientMessageID) == ["m0", "m1"])
         #expect(opening.groups.map(\.group.id) == [group.id])
-        #expect(try await store.opening(of: "nobody@alpha.example", limit: 2).friends.isEmpty)
+        #expect(try store.opening(of: "nobody@alpha.example", limit: 2).friends.isEmpty)
     }
 
     @Test func bestEffortIdsComeFromBlocksAndNeverCollideWithStoredOnes() async throws {
