@@ -25,10 +25,16 @@ public struct KeySchedule: Sendable {
 
     /// Derives the schedule; `sharedSecret` is the 32-byte X25519 output.
     public init(sharedSecret: [UInt8], transcriptHash: [UInt8]) {
-        // HKDF's extract step is the same for every label: done once, then one expand a key.
+        // HKDF's extract step is the same for every label: done once. Every output is at most
+        // one SHA-256 block (32 bytes), so each expand is T(1) = HMAC(PRK, info || 0x01) cut to
+        // its length: one HMAC keyed with the PRK once, copied for each label.
         let prk = HKDF<SHA256>.extract(inputKeyMaterial: SymmetricKey(data: sharedSecret), salt: transcriptHash)
+        let keyed = HMAC<SHA256>(key: SymmetricKey(data: prk))
         func derive(_ label: String, _ count: Int) -> SymmetricKey {
-            HKDF<SHA256>.expand(pseudoRandomKey: prk, info: Array(label.utf8), outputByteCount: count)
+            precondition(count <= SHA256.byteCount)
+            var mac = keyed
+            mac.update(data: Array(label.utf8) + [1])
+            return SymmetricKey(data: mac.finalize().withUnsafeBytes { Array($0.prefix(count)) })
         }
         typealias Label = HandshakeConstants.Label
         self.transcriptHash = transcriptHash
