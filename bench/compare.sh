@@ -2,7 +2,8 @@
 # MyIM against mosquitto on this machine, in one run (release build):
 #   1. `myim bench pairs` against the reference broker and against MyIM, interleaved
 #      (mosquitto, MyIM, mosquitto, MyIM, ...): closed loop and open loops;
-#   2. `myim bench idle`: memory per idle connection, interleaved the same way;
+#   2. `myim bench idle --reconnect`: memory per idle connection, interleaved the same way,
+#      then every connection closed and reopened with its token (MQTT: client id);
 #   3. scale: one open-loop phase while K idle connections are held, for each K;
 # then one table per part: each figure as median [min-max] over the runs, and the ratio
 # MyIM / mosquitto.
@@ -104,9 +105,9 @@ idle_args=()
 for count in $IDLE; do idle_args+=(--connections "$count"); done
 for run in $(seq 1 "$RUNS"); do
   echo "idle run $run/$RUNS: mosquitto"
-  run_one "$out/mosquitto-idle-$run.txt" "${generator_pin[@]}" "$BIN" bench idle --json "${idle_args[@]}" --reference mosquitto "${server_pin[@]}"
+  run_one "$out/mosquitto-idle-$run.txt" "${generator_pin[@]}" "$BIN" bench idle --json --reconnect "${idle_args[@]}" --reference mosquitto "${server_pin[@]}"
   echo "idle run $run/$RUNS: MyIM"
-  run_one "$out/myim-idle-$run.txt" "${generator_pin[@]}" "$BIN" bench idle --json "${idle_args[@]}" "${server_pin[@]}"
+  run_one "$out/myim-idle-$run.txt" "${generator_pin[@]}" "$BIN" bench idle --json --reconnect "${idle_args[@]}" "${server_pin[@]}"
 done
 for count in $SCALE; do
   scale=(bench pairs --json --seconds "$SECONDS_PER_PHASE" --pairs "$PAIRS" --drain "$DRAIN" --phases open --rate "$SCALE_RATE" --idle "$count")
@@ -207,7 +208,7 @@ steps, grouped = [], {}
 for system in ("mosquitto", "myim"):
     for run in range(1, runs + 1):
         for row in lines(f"{system}-idle-{run}.txt", "idle"):
-            key = f"{row['connections']} idle connections"
+            key = f"{row['connections']} idle connections" + (", reopened with their tokens" if row.get("reconnected") else "")
             if key not in steps:
                 steps.append(key)
             grouped.setdefault(key, {}).setdefault(system, []).append(row)

@@ -39,7 +39,16 @@ extension ByteBuffer {
     }
 }
 
+/// `count` bytes from the system's CSPRNG, eight per draw: each draw of
+/// `SystemRandomNumberGenerator` is a `getrandom` call, so a byte per draw made a handshake's
+/// 32-byte random cost 32 system calls.
 public func randomBytes(_ count: Int) -> [UInt8] {
     var generator = SystemRandomNumberGenerator()
-    return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(count + 7)
+    while bytes.count < count {
+        withUnsafeBytes(of: generator.next()) { bytes.append(contentsOf: $0) }
+    }
+    bytes.removeLast(bytes.count - count)
+    return bytes
 }

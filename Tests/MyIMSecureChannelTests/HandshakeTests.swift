@@ -157,6 +157,17 @@ struct HandshakeTests {
         #expect(hello.keyShare.count == 32)
         #expect(client.start().isEmpty)
     }
+
+    @Test("random bytes: the length asked for, and every byte value drawn")
+    func randomBytesCoverEveryValue() {
+        for count in [0, 1, 7, 8, 9, 32, 33] { #expect(randomBytes(count).count == count) }
+        #expect(randomBytes(32) != randomBytes(32))
+        // In 8,192 uniform bytes a given value is missing with probability e^-32: a generator
+        // that repeats or zero-fills part of each draw leaves values out.
+        #expect(Set(randomBytes(8192)).count == 256)
+        let tail = (0..<64).flatMap { _ in randomBytes(9).suffix(1) }
+        #expect(Set(tail).count > 32, "the last byte of an odd length is random too")
+    }
 }
 
 @Suite("Server key policy: pinning and trust on first use")
