@@ -117,21 +117,8 @@ public struct TokenVerifier: Sendable {
     /// The token's claims if it is well formed, signed by the login center, issued by
     /// `issuer`, and valid at `now`; a ``TokenError`` saying which of these failed otherwise.
     public func verify(_ token: String, now: Date) async throws(TokenError) -> TokenClaims {
-        guard token.utf8.count <= Self.maximumTokenLength else {
-            throw TokenError(.tokenTooLong, "a token is at most \(Self.maximumTokenLength) bytes, this one is \(token.utf8.count)")
-        }
-        let key = VerifiedTokens.key(of: token)
-        if verified.contains(key) {
-            // These very bytes verified before: only their payload is decoded again.
-            let claims: TokenClaims
-            do {
-                claims = try payloadDecoder.decode(TokenClaims.self, from: Self.payload(of: token))
-            } catch {
-                throw TokenError(.tokenMalformed, "the token cannot be decoded: \(Self.reason(error))")
-            }
-            try checkTimes(of: claims, now: now)
-            return claims
-        }
+        let key = try Self.key(of: token)
+        if let claims = try remembered(token, key: key, now: now) { return claims }
         guard token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
             throw TokenError(.tokenMalformed, "a token is three base64url parts separated by dots")
         }
@@ -152,6 +139,32 @@ public struct TokenVerifier: Sendable {
         }
         try checkTimes(of: claims, now: now)
         verified.insert(key)
+        return claims
+    }
+
+    /// What ``verify(_:now:)`` says of a token whose signature verified before, without
+    /// waiting; `nil` when the token is not remembered (then only `verify` can tell).
+    public func verifyRemembered(_ token: String, now: Date) throws(TokenError) -> TokenClaims? {
+        try remembered(token, key: Self.key(of: token), now: now)
+    }
+
+    private static func key(of token: String) throws(TokenError) -> UInt128 {
+        guard token.utf8.count <= Self.maximumTokenLength else {
+            throw TokenError(.tokenTooLong, "a token is at most \(Self.maximumTokenLength) bytes, this one is \(token.utf8.count)")
+        }
+        return VerifiedTokens.key(of: token)
+    }
+
+    private func remembered(_ token: String, key: UInt128, now: Date) throws(TokenError) -> TokenClaims? {
+        guard verified.contains(key) else { return nil }
+        // These very bytes verified before: only their payload is decoded again.
+        let claims: TokenClaims
+        do {
+            claims = try payloadDecoder.decode(TokenClaims.self, from: Self.payload(of: token))
+        } catch {
+            throw TokenError(.tokenMalformed, "the token cannot be decoded: \(Self.reason(error))")
+        }
+        try checkTimes(of: claims, now: now)
         return claims
     }
 

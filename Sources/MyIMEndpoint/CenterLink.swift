@@ -3,6 +3,7 @@ import Metrics
 import MyIMLink
 import MyIMWire
 import NIOCore
+import Synchronization
 
 /// The endpoint's one link to its domain's center: connects, says `LinkHello` with the
 /// sessions it holds, relays both ways, and reconnects by itself.
@@ -25,6 +26,11 @@ actor CenterLink {
 
     /// The welcomed link's channel, for writes from anywhere.
     nonisolated let writer = LinkWriter()
+    /// The welcomed link's generation while ``writer`` is attached to it, `nil` while down: what
+    /// ``sendPendingOpens()`` reads from any thread. The writer is attached under its lock, and
+    /// claims and sends happen under it, so that a `SessionOpen` claimed for a generation goes out
+    /// on that generation's link or not at all (and is then claimed again by the next one).
+    private nonisolated let welcomed = Mutex<Int?>(nil)
     private let configuration: EndpointConfiguration
     private let table: SessionTable
     private let logger: Logger
@@ -61,8 +67,7 @@ actor CenterLink {
             } catch {
                 noteDown(LinkChannel.describe(error))
             }
-            state = .down
-            writer.detach()
+            markDown()
             if generation != generationBefore {
                 // Chats the center had not answered are failed with 330 by their connections.
                 table.linkDropped()
@@ -73,8 +78,7 @@ actor CenterLink {
                 break
             }
         }
-        state = .down
-        writer.detach()
+        markDown()
     }
 
     /// Sends a message to the center on the current link; ``EndpointError/centerUnavailable``
@@ -84,13 +88,25 @@ actor CenterLink {
     }
 
     /// Sends `SessionOpen` for pending sessions not yet opened on the current link (none while
-    /// the link is down: the next welcome does it).
-    func sendPendingOpens() async {
-        guard case .up(let generation) = state else { return }
-        for info in table.claimOpens(generation: generation) {
-            // Down: the link dropped, and the next one sends it again.
-            guard writer.send(SessionOpen(info: info).packet, evenIfBusy: true) == .sent else { return }
+    /// the link is down: the next welcome does it). From any thread: a connection whose token
+    /// was verified on its event loop calls it there.
+    nonisolated func sendPendingOpens() {
+        welcomed.withLock { generation in
+            guard let generation else { return }
+            for info in table.claimOpens(generation: generation) {
+                // Down: the link dropped, and the next one sends it again.
+                guard writer.send(SessionOpen(info: info).packet, evenIfBusy: true) == .sent else { return }
+            }
         }
+    }
+
+    /// The link is down. No claim sees a generation from here on; one that saw it just before
+    /// finds the writer's channel closed, and the next welcome sends what it claimed again.
+    /// (Detached outside the lock: `detach` resumes waiters.)
+    private func markDown() {
+        state = .down
+        welcomed.withLock { $0 = nil }
+        writer.detach()
     }
 
     // MARK: - One link
@@ -121,7 +137,7 @@ actor CenterLink {
                 try welcome(first, channel: link.channel, sessions: hello.sessions.count)
                 backoff.reset()
                 group.addTask { await self.keepAlive(link.channel, outbound: outbound) }
-                await sendPendingOpens()
+                sendPendingOpens()
                 while let packet = try await packets.next() {
                     try await handle(packet, writer: outbound)
                 }
@@ -136,7 +152,10 @@ actor CenterLink {
             let welcome = try LinkWelcome(packet: packet)
             generation += 1
             state = .up(generation: generation)
-            writer.attach(channel)
+            welcomed.withLock { [generation] welcomed in
+                writer.attach(channel)
+                welcomed = generation
+            }
             outageLogged = false
             logger.notice("link up", metadata: [
                 "center": "\(welcome.node)", "address": "\(configuration.centerHost):\(configuration.centerPort)",
@@ -200,8 +219,7 @@ actor CenterLink {
     private func noteDown(_ reason: String) {
         let wasUp = isUp
         Counter(label: "myim_link_errors_total", dimensions: [("link", "center")]).increment()
-        state = .down
-        writer.detach()
+        markDown()
         if wasUp || !outageLogged {
             logger.warning("link down; reconnecting", metadata: ["reason": "\(reason)"])
             outageLogged = true

@@ -243,33 +243,41 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Verifies the token and opens the session at the center in a task; the answer comes back
-    /// on the event loop (``opened(_:)`` or ``refuse(_:)``).
+    /// Verifies the token and opens the session at the center. A token this endpoint verified
+    /// before is checked here, on the event loop; another waits for its signature's check in a
+    /// task, and the answer comes back to the event loop. Either way ``authenticated(_:outbox:on:)``
+    /// opens the session or refuses it.
     private func authenticate(_ packet: Packet) {
         guard let context else { return }
         state = .authenticating
         let endpoint = endpoint
         let outbox = ClientOutbox(channel: context.channel, counters: endpoint.counters)
+        if let known = endpoint.authenticateRemembered(packet) {
+            authenticated(known, outbox: outbox, on: context.eventLoop)
+            return
+        }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         Task {
-            switch await endpoint.authenticate(packet) {
-            case .success(let authentication):
-                let claims = authentication.claims
-                let info = endpoint.table.open(
-                    user: claims.address, userID: claims.userID, login: claims.sessionID, device: claims.deviceHash,
-                    senderCopies: authentication.senderCopies, outbox: outbox)
-                // Before SessionOpen leaves: the center's SessionReady then finds the handler pending.
-                let name = SessionName(session: info.session, user: info.user)
-                handler.eventLoop.execute { handler.value.opened(name, on: handler.eventLoop) }
-                await endpoint.link.sendPendingOpens()
-            case .failure(let refusal):
-                handler.eventLoop.execute {
-                    endpoint.logger.notice("authentication refused", metadata: [
-                        "source": "\(handler.value.source)", "code": "\(refusal.code)", "reason": "\(refusal.message)",
-                    ])
-                    handler.value.refuse(refusal)
-                }
-            }
+            let result = await endpoint.authenticate(packet)
+            handler.eventLoop.execute { handler.value.authenticated(result, outbox: outbox, on: handler.eventLoop) }
+        }
+    }
+
+    private func authenticated(_ result: Result<TokenAuthentication, EndpointError>, outbox: ClientOutbox, on eventLoop: any EventLoop) {
+        switch result {
+        case .success(let authentication):
+            let claims = authentication.claims
+            let info = endpoint.table.open(
+                user: claims.address, userID: claims.userID, login: claims.sessionID, device: claims.deviceHash,
+                senderCopies: authentication.senderCopies, outbox: outbox)
+            // Before SessionOpen leaves: the center's SessionReady then finds the handler pending.
+            opened(SessionName(session: info.session, user: info.user), on: eventLoop)
+            endpoint.link.sendPendingOpens()
+        case .failure(let refusal):
+            endpoint.logger.notice("authentication refused", metadata: [
+                "source": "\(source)", "code": "\(refusal.code)", "reason": "\(refusal.message)",
+            ])
+            refuse(refusal)
         }
     }
 

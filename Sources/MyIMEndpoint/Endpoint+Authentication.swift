@@ -10,27 +10,50 @@ struct TokenAuthentication: Sendable {
     var senderCopies: Bool
 }
 
-/// Token auth of a client connection (``ClientSessionHandler`` runs it in a task).
+/// Token auth of a client connection (``ClientSessionHandler``).
 extension Endpoint {
     /// The claims of the first packet if it is a valid token auth (41) for this domain, and
     /// its `sender_copies`.
     func authenticate(_ packet: Packet) async -> Result<TokenAuthentication, EndpointError> {
-        guard packet.type == MessageType.tokenAuth.rawValue else {
-            return .failure(EndpointError(
-                .notLoggedIn, "authenticate first: the first message on an endpoint must be token auth (41), not \(packet.type)"))
-        }
+        if let known = authenticateRemembered(packet) { return known }
         let auth: TokenAuth
-        let claims: TokenClaims
         do {
             auth = try TokenAuth(packet: packet)
         } catch {
             return .failure(EndpointError(error.code, error.message))
         }
         do {
-            claims = try await verifier.verify(auth.token, now: Date(timeIntervalSince1970: Double(configuration.clock()) / 1000))
+            return accept(try await verifier.verify(auth.token, now: now), of: auth)
         } catch {
             return .failure(EndpointError(error.code, error.message))
         }
+    }
+
+    /// What ``authenticate(_:)`` says, without waiting, for any packet but a token auth whose
+    /// token this endpoint has not verified before (`nil`: only `authenticate` can tell).
+    func authenticateRemembered(_ packet: Packet) -> Result<TokenAuthentication, EndpointError>? {
+        guard packet.type == MessageType.tokenAuth.rawValue else {
+            return .failure(EndpointError(
+                .notLoggedIn, "authenticate first: the first message on an endpoint must be token auth (41), not \(packet.type)"))
+        }
+        let auth: TokenAuth
+        do {
+            auth = try TokenAuth(packet: packet)
+        } catch {
+            return .failure(EndpointError(error.code, error.message))
+        }
+        do {
+            guard let claims = try verifier.verifyRemembered(auth.token, now: now) else { return nil }
+            return accept(claims, of: auth)
+        } catch {
+            return .failure(EndpointError(error.code, error.message))
+        }
+    }
+
+    private var now: Date { Date(timeIntervalSince1970: Double(configuration.clock()) / 1000) }
+
+    /// Verified claims, checked against this endpoint's domain and the device the client names.
+    private func accept(_ claims: TokenClaims, of auth: TokenAuth) -> Result<TokenAuthentication, EndpointError> {
         guard claims.address.lowercased().hasSuffix("@\(configuration.domain.lowercased())") else {
             return .failure(EndpointError(
                 .unknownDomain, "this endpoint serves \(configuration.domain), not \(claims.address); connect to an endpoint of your domain"))

@@ -76,6 +76,43 @@ import Testing
         }
     }
 
+    /// A reconnect with a token this endpoint verified before is answered on the connection's
+    /// event loop without a second signature check, and is still refused for another device and
+    /// once expired.
+    @Test func aTokenSeenBeforeIsAcceptedAgainAndStillCheckedEachTime() async throws {
+        let clock = EndpointTestClock()
+        try await EndpointHarness.with({ $0.clock = { clock.milliseconds } }) { harness in
+            let issued = Date(timeIntervalSince1970: Double(clock.milliseconds) / 1000)
+            let token = try await harness.token(now: issued)
+            for attempt in 1...3 {
+                let client = try await harness.connect()
+                try await client.send(TokenAuth(token: token, device: "sha256:device"))
+                let authOK = try AuthOK(packet: try #require(await client.next(), "attempt \(attempt)"))
+                #expect(authOK.username == "alice@alpha.example")
+                #expect(try #require(await client.next()).type == MessageType.initialState.rawValue)
+                let open = try SessionOpen(packet: try #require(await harness.center.take(.sessionOpen)))
+                #expect(open.info.user == "alice@alpha.example")
+                #expect(open.info.userID == 7)
+                await client.close()
+                #expect(await harness.center.take(.sessionClose) != nil)
+            }
+            #expect(harness.endpoint.verifier.signatureVerifications == 1, "checked once, remembered after")
+
+            let elsewhere = try await harness.connect()
+            try await elsewhere.send(TokenAuth(token: token, device: "sha256:another-device"))
+            #expect(try ErrorMessage(packet: try #require(await elsewhere.next())).code == .invalidDevice)
+            #expect(await elsewhere.waitClosed())
+
+            clock.advance(milliseconds: 25 * 3_600_000)
+            let late = try await harness.connect()
+            try await late.send(TokenAuth(token: token, device: "sha256:device"))
+            #expect(try ErrorMessage(packet: try #require(await late.next())).code == .tokenExpired)
+            #expect(await late.waitClosed())
+            #expect(harness.endpoint.verifier.signatureVerifications == 1)
+            #expect(await harness.center.take(.sessionOpen, timeout: .milliseconds(100)) == nil)
+        }
+    }
+
     enum TokenCase: Sendable, CustomTestStringConvertible {
         case expired, forged, otherDomain
         var testDescription: String { "\(self)" }
