@@ -46,6 +46,9 @@ struct BenchIdle: AsyncParsableCommand {
     @Flag(help: "After the last step, close every connection and open it again with the same token (MQTT: client id): a reconnect storm.")
     var reconnect = false
 
+    @Option(help: "With --reconnect: how many storms, one after the other (memory that grows with each is kept by closed sessions).")
+    var rounds = 1
+
     @Flag(help: "Also print one JSON object per step (lines starting with {\"bench\":\"idle\").")
     var json = false
 
@@ -59,6 +62,7 @@ struct BenchIdle: AsyncParsableCommand {
         }
         guard settle >= 0, settle <= 60 else { throw ValidationError("--settle must be in [0, 60]") }
         if let reference, reference != "mosquitto" { throw ValidationError("--reference: the only reference is mosquitto") }
+        guard (1...20).contains(rounds), rounds == 1 || reconnect else { throw ValidationError("--rounds: 1 to 20, with --reconnect") }
         if handshakeOnly, reference != nil { throw ValidationError("--handshake-only applies to MyIM's secure channel") }
         guard links == "tls" || links == "plain" else { throw ValidationError("--links must be tls or plain") }
     }
@@ -141,7 +145,7 @@ struct BenchIdle: AsyncParsableCommand {
         let kernelBaseline = KernelMemory.read()
         var opened = 0
         var steps = connections.map { (target: $0, reconnecting: false) }
-        if reconnect, let last = connections.last { steps.append((last, true)) }
+        if reconnect, let last = connections.last { steps += repeatElement((target: last, reconnecting: true), count: rounds) }
         for (target, reconnecting) in steps {
             if reconnecting {
                 closeAll()
