@@ -252,13 +252,21 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         state = .authenticating
         let endpoint = endpoint
         let outbox = ClientOutbox(channel: context.channel, counters: endpoint.counters)
-        if let known = endpoint.authenticateRemembered(packet) {
+        let auth: TokenAuth
+        switch endpoint.tokenAuth(in: packet) {
+        case .success(let parsed):
+            auth = parsed
+        case .failure(let refusal):
+            authenticated(.failure(refusal), outbox: outbox, on: context.eventLoop)
+            return
+        }
+        if let known = endpoint.authenticateRemembered(auth) {
             authenticated(known, outbox: outbox, on: context.eventLoop)
             return
         }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         Task {
-            let result = await endpoint.authenticate(packet)
+            let result = await endpoint.authenticate(auth)
             handler.eventLoop.execute { handler.value.authenticated(result, outbox: outbox, on: handler.eventLoop) }
         }
     }

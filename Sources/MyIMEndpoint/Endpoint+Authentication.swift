@@ -12,16 +12,23 @@ struct TokenAuthentication: Sendable {
 
 /// Token auth of a client connection (``ClientSessionHandler``).
 extension Endpoint {
-    /// The claims of the first packet if it is a valid token auth (41) for this domain, and
-    /// its `sender_copies`.
-    func authenticate(_ packet: Packet) async -> Result<TokenAuthentication, EndpointError> {
-        if let known = authenticateRemembered(packet) { return known }
-        let auth: TokenAuth
+    /// The connection's first packet as a token auth (41), or why it is not one.
+    func tokenAuth(in packet: Packet) -> Result<TokenAuth, EndpointError> {
+        guard packet.type == MessageType.tokenAuth.rawValue else {
+            return .failure(EndpointError(
+                .notLoggedIn, "authenticate first: the first message on an endpoint must be token auth (41), not \(packet.type)"))
+        }
         do {
-            auth = try TokenAuth(packet: packet)
+            return .success(try TokenAuth(packet: packet))
         } catch {
             return .failure(EndpointError(error.code, error.message))
         }
+    }
+
+    /// The token's claims if it is valid for this domain and the device the client names, and
+    /// its `sender_copies`.
+    func authenticate(_ auth: TokenAuth) async -> Result<TokenAuthentication, EndpointError> {
+        if let known = authenticateRemembered(auth) { return known }
         do {
             return accept(try await verifier.verify(auth.token, now: now), of: auth)
         } catch {
@@ -29,19 +36,9 @@ extension Endpoint {
         }
     }
 
-    /// What ``authenticate(_:)`` says, without waiting, for any packet but a token auth whose
-    /// token this endpoint has not verified before (`nil`: only `authenticate` can tell).
-    func authenticateRemembered(_ packet: Packet) -> Result<TokenAuthentication, EndpointError>? {
-        guard packet.type == MessageType.tokenAuth.rawValue else {
-            return .failure(EndpointError(
-                .notLoggedIn, "authenticate first: the first message on an endpoint must be token auth (41), not \(packet.type)"))
-        }
-        let auth: TokenAuth
-        do {
-            auth = try TokenAuth(packet: packet)
-        } catch {
-            return .failure(EndpointError(error.code, error.message))
-        }
+    /// What ``authenticate(_:)`` says, without waiting, when this endpoint verified the token
+    /// before (`nil` otherwise: only `authenticate` can tell).
+    func authenticateRemembered(_ auth: TokenAuth) -> Result<TokenAuthentication, EndpointError>? {
         do {
             guard let claims = try verifier.verifyRemembered(auth.token, now: now) else { return nil }
             return accept(claims, of: auth)
