@@ -26,9 +26,8 @@ extension Endpoint {
     }
 
     /// The token's claims if it is valid for this domain and the device the client names, and
-    /// its `sender_copies`.
+    /// its `sender_copies`. (`verify` itself answers a remembered token without its signature.)
     func authenticate(_ auth: TokenAuth) async -> Result<TokenAuthentication, EndpointError> {
-        if let known = authenticateRemembered(auth) { return known }
         do {
             return accept(try await verifier.verify(auth.token, now: now), of: auth)
         } catch {
