@@ -129,31 +129,38 @@ extension Center {
     /// without the actor, when ``LiveRoutes`` has everything it needs: what ``chat(_:session:user:)``
     /// would do, for the common case. Returns false, having done nothing, when the actor must
     /// handle it (anything else, a chat it refuses, a recipient not live, a link pushing back).
-    nonisolated func routeOnLoop(_ packet: Packet, session: String, endpoint: String) -> Bool {
-        guard case .dict(let body)? = packet.body["body"], packet.int("type") == Int64(MessageType.chat.rawValue),
-              case .int(QoS.bestEffort.rawValue)? = body["qos"],
-              let chat = try? Chat(body: body), case .user(let rawTarget) = chat.target,
+    nonisolated func routeOnLoop(_ request: FromClient, endpoint: String) -> Bool {
+        let packet = request.payload
+        guard packet.type == MessageType.chat.rawValue, packet.int("qos") == QoS.bestEffort.rawValue,
+              let chat = Self.chat(in: packet), case .user(let rawTarget) = chat.target,
               let target = try? address(rawTarget), (try? check(chat.content)) != nil,
-              let route = routes.route(from: session, on: endpoint, to: target),
+              let route = routes.route(from: request.session, on: endpoint, to: target),
               let id = store.reservedMessageID()
         else { return false }
         messagesIn.increment(MessageType.chat.rawValue)
-        var packet = delivery(
+        // Encoded once, straight from its fields, for one link or two.
+        let delivery = delivery(
             of: chat, from: route.sender.user, senderID: route.sender.userID, to: target, targetID: route.recipient.userID,
             serverMessageID: id, time: configuration.clock()
-        ).packet
-        if route.senderLink != nil { packet = packet.encodingBody() }
+        ).encodedPacket
         // Queued on the links' loops, behind what the actor has queued there: a session's
         // earlier answers and deliveries (its requests were handled before this one was let
         // through), and a recipient's 42 and backlog (queued before it became live).
-        messagesOut.increment(packet.type)
-        route.recipientLink.enqueue(ToClient(sessions: [route.recipient.session], payload: packet).packet)
+        messagesOut.increment(delivery.type)
+        route.recipientLink.enqueue(ToClient(sessions: [route.recipient.session], payload: delivery).packet)
         if let senderLink = route.senderLink {
-            messagesOut.increment(packet.type)
-            senderLink.enqueue(ToClient(sessions: [session], payload: packet).packet)
+            messagesOut.increment(delivery.type)
+            senderLink.enqueue(ToClient(sessions: [request.session], payload: delivery).packet)
         }
         routedOnLoop.add(1, ordering: .relaxed)
         return true
+    }
+
+    /// The chat a ``FromClient`` carries: one of the usual shape read from its bytes as the
+    /// endpoint passed them on, anything else parsed; nil when it is not a valid chat.
+    private nonisolated static func chat(in packet: Packet) -> Chat? {
+        if let encoded = packet.encodedBody, let chat = Chat(canonical: encoded) { return chat }
+        return try? Chat(packet: packet)
     }
 
     /// A 1:1 delivery goes to the recipient's live session and, as seed 000 has it, a copy to

@@ -53,7 +53,7 @@ public actor Center {
     private static let laneLimit = 10_000
     /// Set by ``drain(timeout:)``: new client requests are refused with 330.
     public private(set) var draining = false
-    /// What the links' event loops route best-effort chats with (``routeOnLoop(_:session:endpoint:)``).
+    /// What the links' event loops route best-effort chats with (``routeOnLoop(_:endpoint:)``).
     nonisolated let routes = LiveRoutes()
     nonisolated let routedOnLoop = Atomic<Int>(0)
     /// Best-effort chats delivered on a link's event loop, without the actor, since the start.
@@ -67,7 +67,10 @@ public actor Center {
 
     /// Binds the configured link address (port 0 picks one).
     public nonisolated func bind() async throws -> NIOAsyncChannel<NIOAsyncChannel<Packet, Packet>, Never> {
-        try await LinkChannel.bind(host: configuration.host, port: configuration.port, protection: configuration.protection) { channel in
+        try await LinkChannel.bind(
+            host: configuration.host, port: configuration.port, protection: configuration.protection,
+            leftEncoded: [LinkMessageType.fromClient.rawValue]
+        ) { channel in
             try channel.pipeline.syncOperations.addHandler(LinkRoutingHandler(center: self))
         }
     }
@@ -170,7 +173,7 @@ public actor Center {
                         retiring.remove(user)
                     }
                 case .fromClient, .sessionClose:
-                    guard case .string(let session)? = packet.body["session"], let owner = userOfSession[session] else {
+                    guard let session = LinkIntake.session(of: packet), let owner = userOfSession[session] else {
                         await handleNow(packet)  // A session this link never opened: refused there.
                         continue
                     }

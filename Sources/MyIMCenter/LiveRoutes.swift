@@ -4,7 +4,7 @@ import NIOCore
 import Synchronization
 
 /// What a link's event loop needs to deliver a best-effort 1:1 chat without the center's actor
-/// (``Center/routeOnLoop(_:session:endpoint:)``): who each session is, which users have a
+/// (``Center/routeOnLoop(_:endpoint:)``): who each session is, which users have a
 /// session ready for live deliveries, and each endpoint's link.
 ///
 /// The actor's tables stay the truth; the actor brings this copy in step, under one lock, at
@@ -126,6 +126,8 @@ final class LinkIntake: Sendable {
     static func session(of packet: Packet) -> String? {
         switch LinkMessageType(rawValue: packet.type) {
         case .sessionOpen, .fromClient, .sessionClose:
+            // A `FromClient` comes encoded (``Center/bind()``): its session is read from its bytes.
+            if let encoded = packet.encodedBody { return WireParser.topLevelString("session", in: encoded) }
             guard case .string(let session)? = packet.body["session"] else { return nil }
             return session
         default:
@@ -163,16 +165,21 @@ final class LinkRoutingHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let packet = unwrapInboundIn(data)
-        guard let session = LinkIntake.session(of: packet) else {
+        guard packet.type == LinkMessageType.fromClient.rawValue else {
+            if let session = LinkIntake.session(of: packet) { intake.queued(session) }
             context.fireChannelRead(data)
             return
         }
-        if packet.type == LinkMessageType.fromClient.rawValue, let endpoint = intake.clear(session),
-           center.routeOnLoop(packet, session: session, endpoint: endpoint)
-        {
+        // Left encoded by the decoder: the client packet inside is read apart, and a chat of
+        // the usual shape without a dict (``Chat/init(canonical:limits:)``). One that does not
+        // parse goes on to the actor, which logs it and drops it.
+        guard let request = try? FromClient(forwarding: packet) else {
+            if let session = LinkIntake.session(of: packet) { intake.queued(session) }
+            context.fireChannelRead(data)
             return
         }
-        intake.queued(session)
+        if let endpoint = intake.clear(request.session), center.routeOnLoop(request, endpoint: endpoint) { return }
+        intake.queued(request.session)
         context.fireChannelRead(data)
     }
 }

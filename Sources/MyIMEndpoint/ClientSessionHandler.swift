@@ -377,7 +377,7 @@ final class ClientSessionHandler: ChannelDuplexHandler {
             case .sent:
                 endpoint.counters.messageIn(packet.type)
                 // Its 8 (or 20) comes back through this event loop, so after this count.
-                if packet.body["qos"] != .int(0), let id = Chat.clientMessageID(of: packet) { unanswered.append(id) }
+                if packet.int("qos") != 0, let id = Chat.clientMessageID(of: packet) { unanswered.append(id) }
             case .busy:
                 return false
             case .down:

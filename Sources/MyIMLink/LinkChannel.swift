@@ -14,7 +14,7 @@ public enum LinkChannel {
     public static func bind(
         host: String, port: Int, protection: LinkProtection, limits: WireLimits = .default,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        prepare: @escaping @Sendable (any Channel) throws -> Void = { _ in }
+        leftEncoded: Set<UInt32> = [], prepare: @escaping @Sendable (any Channel) throws -> Void = { _ in }
     ) async throws -> NIOAsyncChannel<NIOAsyncChannel<Packet, Packet>, Never> {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -24,7 +24,7 @@ public enum LinkChannel {
                     if case .tls(let context) = protection {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
                     }
-                    return try configure(channel, limits: limits, prepare: prepare)
+                    return try configure(channel, limits: limits, leftEncoded: leftEncoded, prepare: prepare)
                 }
             }
     }
@@ -119,7 +119,7 @@ public enum LinkChannel {
         _ channel: any Channel, limits: WireLimits, leftEncoded: Set<UInt32> = [], prepare: (any Channel) throws -> Void = { _ in }
     ) throws -> NIOAsyncChannel<Packet, Packet> {
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PacketFrameDecoder(limits: limits, leftEncoded: leftEncoded)))
-        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(PacketFrameEncoder()))
+        try channel.pipeline.syncOperations.addHandler(PacketBatchEncoder())
         try prepare(channel)
         return try NIOAsyncChannel<Packet, Packet>(wrappingChannelSynchronously: channel)
     }

@@ -225,7 +225,43 @@ public struct FromClient: LinkMessage {
     }
 
     public var body: WireDict {
-        ["session": .string(session), "type": .int(Int64(payload.type)), "body": .dict(payload.body)]
+        ["session": .string(session), "type": .int(Int64(payload.type)), "body": .dict(payloadBody)]
+    }
+
+    /// The payload's body as a dict: an encoded one (a chat the endpoint checked and passes
+    /// on, ``MyIMWire/Packet/read(from:maxSize:limits:leavingChatsEncoded:)``) parsed.
+    private var payloadBody: WireDict { (try? payload.parsedBody()) ?? WireDict() }
+
+    /// A payload with an encoded body goes into the link packet as its bytes.
+    public var packet: Packet {
+        guard let encoded = payload.encodedBody else { return Packet(type: Self.linkType.rawValue, body: body) }
+        var linkBody = ByteBufferAllocator().buffer(capacity: session.utf8.count + encoded.readableBytes + 64)
+        linkBody.writeWireEntry("session", string: session)
+        linkBody.writeWireEntry("type", int: Int64(payload.type))
+        linkBody.writeWireEntry("body", encodedDict: encoded)
+        return Packet(type: Self.linkType.rawValue, encodedBody: linkBody)
+    }
+
+    /// Reads a `FromClient` whose payload is to be read apart: from a packet with an encoded
+    /// body (``PacketFrameDecoder/leftEncoded``) the payload keeps its bytes
+    /// (``MyIMWire/Packet/encodedBody``), checked only for their length; from a parsed one, as
+    /// ``init(packet:)``.
+    public init(forwarding packet: Packet, limits: WireLimits = .default) throws(WireError) {
+        guard let encoded = packet.encodedBody else {
+            try self.init(packet: packet)
+            return
+        }
+        guard packet.type == Self.linkType.rawValue else {
+            throw WireError(.unexpectedMessage, "expected link message \(Self.linkType.rawValue) (\(Self.linkType)), got \(packet.type)")
+        }
+        let (body, payloadBody) = try WireParser.parseBody(encoded, keepingEncoded: "body", limits: limits)
+        let session = try body.string("session")
+        let type = UInt32(truncatingIfNeeded: try body.int("type"))
+        guard let payloadBody else {
+            _ = try body.dict("body")  // Names what is wrong: absent, or not a dict.
+            throw .missingKey("body")
+        }
+        self.init(session: session, payload: Packet(type: type, encodedBody: payloadBody))
     }
 }
 
@@ -259,9 +295,9 @@ public struct ToClient: LinkMessage {
     /// several endpoints) goes into the link packet as its bytes, not parsed and encoded again.
     public var packet: Packet {
         guard let encoded = payload.encodedBody else { return Packet(type: Self.linkType.rawValue, body: body) }
-        let head: WireDict = ["sessions": .list(sessions.map(WireValue.string)), "type": .int(Int64(payload.type))]
-        var linkBody = ByteBufferAllocator().buffer(capacity: head.encodedSize + 10 + encoded.readableBytes)
-        linkBody.writeWireDict(head)
+        var linkBody = ByteBufferAllocator().buffer(capacity: sessions.reduce(0) { $0 + 5 + $1.utf8.count } + encoded.readableBytes + 64)
+        linkBody.writeWireEntry("sessions", strings: sessions)
+        linkBody.writeWireEntry("type", int: Int64(payload.type))
         linkBody.writeWireEntry("body", encodedDict: encoded)
         return Packet(type: Self.linkType.rawValue, encodedBody: linkBody)
     }

@@ -6,8 +6,8 @@ import NIOCore
 ///
 /// A packet is written on the link's event loop; the first of a batch schedules a flush behind
 /// whatever the loop has queued, and every packet written before that flush runs leaves with it.
-/// Under load many packets share one TLS record and one `write(2)`; an idle link flushes each
-/// packet at once (its flush is the next thing the loop does).
+/// Under load many packets share one TLS record (``PacketBatchEncoder``) and one `write(2)`; an
+/// idle link flushes each packet at once (its flush is the next thing the loop does).
 public final class LinkOutbox: Sendable {
     public let channel: any Channel
     private let flushPending: NIOLoopBoundBox<Bool>

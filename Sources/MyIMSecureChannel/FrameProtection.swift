@@ -116,12 +116,17 @@ public struct FrameOpener: Sendable {
     private let key: SymmetricKey
     private let salt: UInt32
     private let limits: WireLimits
+    /// A chat of the usual shape comes out with its body checked but still encoded
+    /// (``MyIMWire/Packet/read(from:maxSize:limits:leavingChatsEncoded:)``): the server's side,
+    /// which passes chats on.
+    private let leavesChatsEncoded: Bool
     public private(set) var counter: UInt64 = 0
 
-    public init(keys: TrafficKeys, limits: WireLimits = .default) {
+    public init(keys: TrafficKeys, limits: WireLimits = .default, leavesChatsEncoded: Bool = false) {
         key = keys.key
         salt = keys.salt.reduce(0) { $0 << 8 | UInt32($1) }
         self.limits = limits
+        self.leavesChatsEncoded = leavesChatsEncoded
     }
 
     /// Reads one frame if it is complete and returns its packet; returns nil, consuming
@@ -170,7 +175,7 @@ public struct FrameOpener: Sendable {
         }
         packetBytes.moveWriterIndex(to: packetLength)
         let packet: Packet
-        do { packet = try Packet(decoding: packetBytes, limits: limits) } catch { throw SecureChannelError(error) }
+        do { packet = try Packet(decoding: packetBytes, limits: limits, leavingChatsEncoded: leavesChatsEncoded) } catch { throw SecureChannelError(error) }
         counter += 1
         return packet
     }

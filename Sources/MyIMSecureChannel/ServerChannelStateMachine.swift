@@ -99,7 +99,7 @@ public struct ServerChannelStateMachine: Sendable {
             let schedule = KeySchedule(sharedSecret: shared, transcriptHash: transcriptHash)
             let session = SecureChannelSession(serverKey: identity.publicKey, transcriptHash: transcriptHash, serverKeyFirstSeen: false)
             state = .awaitingClientFinished(
-                schedule: schedule, opener: FrameOpener(keys: schedule.clientToServer, limits: limits), session: session, limits: limits)
+                schedule: schedule, opener: FrameOpener(keys: schedule.clientToServer, limits: limits, leavesChatsEncoded: true), session: session, limits: limits)
             return true
 
         case .awaitingClientFinished(let schedule, var opener, let session, let limits):

@@ -28,6 +28,29 @@ extension ByteBuffer {
         }
     }
 
+    /// Writes one dict entry whose value is an int, without building a ``WireDict``.
+    @discardableResult
+    public mutating func writeWireEntry(_ key: StaticString, int: Int64) -> Int {
+        writeEncoded(size: RawWireWriter.entrySize(key, contentSize: 8)) { $0.entry(key, int: int) }
+    }
+
+    /// Writes one dict entry whose value is a string, without building a ``WireDict``.
+    @discardableResult
+    public mutating func writeWireEntry(_ key: StaticString, string: String) -> Int {
+        writeEncoded(size: RawWireWriter.entrySize(key, contentSize: string.utf8.count)) { $0.entry(key, string: string) }
+    }
+
+    /// Writes one dict entry whose value is a list of strings, without building a ``WireDict``.
+    @discardableResult
+    public mutating func writeWireEntry(_ key: StaticString, strings: [String]) -> Int {
+        let contentSize = strings.reduce(0) { $0 + 5 + $1.utf8.count }
+        return writeEncoded(size: RawWireWriter.entrySize(key, contentSize: contentSize)) { writer in
+            writer.entry(key, listOfSize: contentSize) { writer in
+                for string in strings { writer.write(.string(string)) }
+            }
+        }
+    }
+
     /// Writes one dict entry whose value is a dict already encoded (`encoded`'s readable
     /// bytes, written as they are): how a body passed on unparsed goes inside another.
     @discardableResult
@@ -107,6 +130,54 @@ struct RawWireWriter {
     mutating func key(_ key: String, length: Int) {
         byte(UInt8(length))
         string(key)
+    }
+
+    // Entries written straight from typed fields, for a message that encodes its body
+    // without building a ``WireDict`` (``ChatDelivery/encodedPacket``): the same bytes.
+
+    /// The encoded size of an entry under `key` whose value's content is `contentSize` bytes.
+    static func entrySize(_ key: StaticString, contentSize: Int) -> Int {
+        1 + key.utf8CodeUnitCount + 5 + contentSize
+    }
+
+    private mutating func header(_ key: StaticString, _ kind: WireValue.Kind, contentSize: Int) {
+        byte(UInt8(key.utf8CodeUnitCount))
+        bytes(UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+        byte(kind.rawValue)
+        precondition(contentSize <= Int(UInt32.max), "a wire value is at most 4 GiB")
+        uint32(UInt32(contentSize))
+    }
+
+    mutating func entry(_ key: StaticString, int: Int64) {
+        header(key, .int, contentSize: 8)
+        base.storeBytes(of: int.bigEndian, toByteOffset: offset, as: Int64.self)
+        offset += 8
+    }
+
+    mutating func entry(_ key: StaticString, string: String) {
+        header(key, .string, contentSize: string.utf8.count)
+        self.string(string)
+    }
+
+    mutating func entry(_ key: StaticString, bytes: [UInt8]) {
+        header(key, .bytes, contentSize: bytes.count)
+        bytes.withUnsafeBytes { self.bytes($0) }
+    }
+
+    /// A dict entry whose entries `write` stores: exactly `contentSize` bytes.
+    mutating func entry(_ key: StaticString, dictOfSize contentSize: Int, _ write: (inout RawWireWriter) -> Void) {
+        header(key, .dict, contentSize: contentSize)
+        let start = offset
+        write(&self)
+        assert(offset - start == contentSize, "a dict wrote \(offset - start) bytes where \(contentSize) were computed")
+    }
+
+    /// A list entry whose elements `write` stores: exactly `contentSize` bytes.
+    mutating func entry(_ key: StaticString, listOfSize contentSize: Int, _ write: (inout RawWireWriter) -> Void) {
+        header(key, .list, contentSize: contentSize)
+        let start = offset
+        write(&self)
+        assert(offset - start == contentSize, "a list wrote \(offset - start) bytes where \(contentSize) were computed")
     }
 
     mutating func write(_ dict: WireDict) {

@@ -4,7 +4,8 @@ import NIOCore
 ///
 /// A packet passed on unchanged (an endpoint forwarding what the center encoded for a client)
 /// can carry its body as the bytes it came in, ``encodedBody``, and is then written as those
-/// bytes without being parsed and encoded again; its ``body`` is empty.
+/// bytes without being parsed and encoded again; its ``body`` is empty. Equality and hashing
+/// are by content, whichever way the body is held.
 public struct Packet: Hashable, Sendable {
     public var type: UInt32
     public var body: WireDict
@@ -56,6 +57,32 @@ public struct Packet: Hashable, Sendable {
     public static let headerSize = 8
 }
 
+extension Packet {
+    /// Packets are equal when their types and bodies are, whether a body is held as a dict or
+    /// as its encoding: a chat the endpoint passes on encoded equals the same chat parsed.
+    public static func == (lhs: Packet, rhs: Packet) -> Bool {
+        guard lhs.type == rhs.type else { return false }
+        if let left = lhs.encodedBody, let right = rhs.encodedBody, left == right { return true }
+        return lhs.content == rhs.content
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(type)
+        hasher.combine(content)
+    }
+
+    /// The body as a dict, or for an encoding that does not parse, its bytes.
+    private var content: Content {
+        guard let encodedBody else { return .dict(body) }
+        return (try? WireParser.parseBody(encodedBody)).map(Content.dict) ?? .unparsed(encodedBody)
+    }
+
+    private enum Content: Hashable {
+        case dict(WireDict)
+        case unparsed(ByteBuffer)
+    }
+}
+
 extension ByteBuffer {
     /// Writes a packet and returns the number of bytes written.
     @discardableResult
@@ -95,10 +122,15 @@ extension Packet {
     ///
     /// A header that announces more than `maxSize` bytes in all is rejected at once, before
     /// the rest arrives. On success `raw`, if given, receives the packet's exact bytes.
+    ///
+    /// With `leavingChatsEncoded`, a chat (6) of the usual shape (``Chat/isCanonical(_:limits:)``)
+    /// keeps its body encoded (``encodedBody``): checked as the parser would check it, but not
+    /// made into a dict, for a reader that passes it on. Any other body is parsed.
     public static func read(
         from buffer: inout ByteBuffer,
         maxSize: Int,
-        limits: WireLimits = .default
+        limits: WireLimits = .default,
+        leavingChatsEncoded: Bool = false
     ) throws(WireError) -> (packet: Packet, raw: ByteBuffer)? {
         guard let (type, bodyLength) = buffer.getMultipleIntegers(at: buffer.readerIndex, as: (UInt32, UInt32).self) else {
             return nil
@@ -108,18 +140,23 @@ extension Packet {
         }
         guard buffer.readableBytes >= headerSize + bodyLength else { return nil }
         let raw = buffer.readSlice(length: headerSize + bodyLength)!
-        let body = try WireParser.parseBody(raw.getSlice(at: raw.readerIndex + headerSize, length: bodyLength)!, limits: limits)
-        return (Packet(type: type, body: body), raw)
+        let bodyBytes = raw.getSlice(at: raw.readerIndex + headerSize, length: bodyLength)!
+        if leavingChatsEncoded, type == MessageType.chat.rawValue, Chat.isCanonical(bodyBytes, limits: limits) {
+            return (Packet(type: type, encodedBody: bodyBytes), raw)
+        }
+        return (Packet(type: type, body: try WireParser.parseBody(bodyBytes, limits: limits)), raw)
     }
 
     /// Decodes a buffer that must hold exactly one packet and nothing else.
-    public init(decoding buffer: ByteBuffer, limits: WireLimits = .default) throws(WireError) {
+    /// With `leavingChatsEncoded`, a chat of the usual shape keeps its body encoded
+    /// (``read(from:maxSize:limits:leavingChatsEncoded:)``).
+    public init(decoding buffer: ByteBuffer, limits: WireLimits = .default, leavingChatsEncoded: Bool = false) throws(WireError) {
         var buffer = buffer
         let available = buffer.readableBytes
         guard available >= Self.headerSize else {
             throw WireError(.truncated, "a packet is at least 8 bytes, found \(available)")
         }
-        guard let decoded = try Packet.read(from: &buffer, maxSize: limits.maxFrameSize, limits: limits) else {
+        guard let decoded = try Packet.read(from: &buffer, maxSize: limits.maxFrameSize, limits: limits, leavingChatsEncoded: leavingChatsEncoded) else {
             throw WireError(.lengthMismatch, "the packet's body length exceeds the \(available) bytes present")
         }
         guard buffer.readableBytes == 0 else {

@@ -25,6 +25,15 @@ public struct WireLimits: Sendable, Hashable {
     public init() {}
 
     public static let `default` = WireLimits()
+
+    /// What a lookup in bytes already checked holds to (``WireParser/topLevelInt(_:in:)``):
+    /// only the format's own bounds, whatever limits the bytes were checked under.
+    static let lookup: WireLimits = {
+        var limits = WireLimits()
+        limits.maxKeyLength = Int(UInt8.max)
+        limits.maxStringLength = Int(UInt32.max)
+        return limits
+    }()
 }
 
 /// A limit stored in 32 bits and used as an `Int`: a limit of 4 GiB or more is kept as 4 GiB − 1,

@@ -17,7 +17,7 @@ extension WireMessage {
         guard packet.type == Self.messageType.rawValue else {
             throw WireError(.unexpectedMessage, "expected message \(Self.messageType.rawValue) (\(Self.messageType)), got \(packet.type)")
         }
-        try self.init(body: packet.body)
+        try self.init(body: packet.parsedBody())
     }
 }
 

@@ -40,18 +40,27 @@ public struct WireParser {
     /// The int under the top-level `key` of an encoded body, read by skipping the other entries
     /// (nothing is allocated); nil when absent, not an int, or the bytes are malformed.
     public static func topLevelInt(_ key: String, in body: ByteBuffer) -> Int64? {
-        var buffer = body
-        while buffer.readableBytes > 0 {
-            guard let keyLength = buffer.readInteger(as: UInt8.self),
-                  let keyBytes = buffer.readSlice(length: Int(keyLength)),
-                  let (typeByte, length) = buffer.readMultipleIntegers(as: (UInt8, UInt32).self),
-                  let value = buffer.readSlice(length: Int(length))
-            else { return nil }
-            guard keyBytes.readableBytesView.elementsEqual(key.utf8) else { continue }
-            guard typeByte == WireValue.Kind.int.rawValue, length == 8 else { return nil }
-            return value.getInteger(at: value.readerIndex, as: Int64.self)
+        body.withUnsafeReadableBytes { bytes -> Int64? in
+            var entries = WireEntryScanner(bytes, limits: .lookup)
+            while let entry = entries.next() {
+                guard entry.key.elementsEqual(key.utf8) else { continue }
+                return entry.int
+            }
+            return nil
         }
-        return nil
+    }
+
+    /// The string under the top-level `key` of an encoded body, found by skipping the other
+    /// entries; nil when absent, not a string of valid UTF-8, or the bytes are malformed.
+    public static func topLevelString(_ key: String, in body: ByteBuffer) -> String? {
+        body.withUnsafeReadableBytes { bytes -> String? in
+            var entries = WireEntryScanner(bytes, limits: .lookup)
+            while let entry = entries.next() {
+                guard entry.key.elementsEqual(key.utf8) else { continue }
+                return entry.string.map { String(decoding: $0, as: UTF8.self) }
+            }
+            return nil
+        }
     }
 
     private mutating func parseDict(_ buffer: inout ByteBuffer, depth: Int, path: [String]) throws(WireError) -> WireDict {

@@ -1,6 +1,8 @@
 // Chat messages and their delivery (6, 8, 10, 18, 23, 25, 26), with the chat content, the
 // chat target and the quality of service, as docs/PROTOCOL.md (section 7) describes.
 
+import NIOCore
+
 /// Whether a chat message goes to one user or to a group: the `type` key of 6 and 18.
 public enum ChatKind: Int64, CaseIterable, Hashable, Sendable {
     /// 0, private (1:1).
@@ -93,8 +95,16 @@ public struct Chat: WireMessage {
     /// UTF-8), read without decoding the rest: what a refusal names and what the endpoint
     /// tracks. A chat with an invalid id is refused without one.
     public static func clientMessageID(of packet: Packet) -> String? {
-        guard packet.type == messageType.rawValue, case .string(let id)? = packet.body["client_msg_id"], (1...64).contains(id.utf8.count)
-        else { return nil }
+        guard packet.type == messageType.rawValue else { return nil }
+        let id: String?
+        if let encoded = packet.encodedBody {
+            id = WireParser.topLevelString("client_msg_id", in: encoded)
+        } else if case .string(let value)? = packet.body["client_msg_id"] {
+            id = value
+        } else {
+            id = nil
+        }
+        guard let id, (1...64).contains(id.utf8.count) else { return nil }
         return id
     }
     /// Wire keys `type` and `target_id`.
@@ -268,6 +278,67 @@ public struct ChatDelivery: WireMessage {
         body["seq"] = seq.map(WireValue.int)
         body["server_id"] = serverID.map(WireValue.string)
         return body
+    }
+}
+
+extension ChatContent {
+    /// The size of ``dict`` encoded.
+    var encodedSize: Int {
+        switch self {
+        case .text(let text):
+            RawWireWriter.entrySize("type", contentSize: 8) + RawWireWriter.entrySize("data", contentSize: text.utf8.count)
+        case .image(let bytes, let mime):
+            RawWireWriter.entrySize("type", contentSize: 8) + RawWireWriter.entrySize("data", contentSize: bytes.count)
+                + (mime.map { RawWireWriter.entrySize("mime", contentSize: $0.utf8.count) } ?? 0)
+        }
+    }
+
+    /// Writes ``dict``'s entries.
+    func write(into writer: inout RawWireWriter) {
+        switch self {
+        case .text(let text):
+            writer.entry("type", int: 0)
+            writer.entry("data", string: text)
+        case .image(let bytes, let mime):
+            writer.entry("type", int: 1)
+            writer.entry("data", bytes: bytes)
+            if let mime { writer.entry("mime", string: mime) }
+        }
+    }
+}
+
+extension ChatDelivery {
+    /// This delivery as a packet whose body is already encoded (``Packet/encodedBody``): the
+    /// bytes ``body`` encodes to, written straight from the fields without building the dict.
+    /// What a server sends on; a reader parses it as any body.
+    public var encodedPacket: Packet {
+        let contentSize = content.encodedSize
+        var size = RawWireWriter.entrySize("type", contentSize: 8) + RawWireWriter.entrySize("time", contentSize: 8)
+            + RawWireWriter.entrySize("sender_id", contentSize: 8) + RawWireWriter.entrySize("sender_name", contentSize: senderName.utf8.count)
+            + RawWireWriter.entrySize("target_id", contentSize: 8) + RawWireWriter.entrySize("target_name", contentSize: targetName.utf8.count)
+            + RawWireWriter.entrySize("message", contentSize: contentSize) + RawWireWriter.entrySize("server_msg_id", contentSize: 8)
+            + RawWireWriter.entrySize("client_msg_id", contentSize: clientMessageID.utf8.count) + RawWireWriter.entrySize("qos", contentSize: 8)
+        if seq != nil { size += RawWireWriter.entrySize("seq", contentSize: 8) }
+        if let serverID { size += RawWireWriter.entrySize("server_id", contentSize: serverID.utf8.count) }
+        var encoded = ByteBufferAllocator().buffer(capacity: size)
+        encoded.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { bytes in
+            var writer = RawWireWriter(bytes.baseAddress!)
+            writer.entry("type", int: kind.rawValue)
+            writer.entry("time", int: time)
+            writer.entry("sender_id", int: senderID)
+            writer.entry("sender_name", string: senderName)
+            writer.entry("target_id", int: targetID)
+            writer.entry("target_name", string: targetName)
+            writer.entry("message", dictOfSize: contentSize) { content.write(into: &$0) }
+            writer.entry("server_msg_id", int: serverMessageID)
+            writer.entry("client_msg_id", string: clientMessageID)
+            writer.entry("qos", int: qos.rawValue)
+            if let seq { writer.entry("seq", int: seq) }
+            if let serverID { writer.entry("server_id", string: serverID) }
+            precondition(writer.offset == size, "a delivery wrote \(writer.offset) bytes where \(size) were computed")
+            return size
+        }
+        return Packet(type: Self.messageType.rawValue, encodedBody: encoded)
     }
 }
 
