@@ -313,6 +313,16 @@ struct CenterTests {
                     try await ep2.barrier(session: "ep2:1")
                     #expect(!ep2.holds(for: "ep2:1"), "dave got a copy")
                     #expect(center.center.chatsRoutedOnLoop == before + 3, "not all three were routed on the loop")
+
+                    // A chat not of the usual shape (a key the center does not know, which it
+                    // ignores) is parsed in full, and routed on the loop all the same.
+                    var unusual = Chat(target: .user("dave@alpha.example"), content: .text("unusual"), clientMessageID: "c2", qos: .bestEffort).body
+                    unusual["x-client"] = .string("ignored")
+                    try await ep1.send(FromClient(session: "ep1:1", payload: Packet(type: MessageType.chat.rawValue, body: unusual)))
+                    let unusualDelivered = try ChatDelivery(packet: try await ep2.delivery(for: "ep2:1"))
+                    #expect(unusualDelivered.content == .text("unusual") && unusualDelivered.clientMessageID == "c2")
+                    #expect(try ChatDelivery(packet: try await ep1.delivery(for: "ep1:1")) == unusualDelivered, "carol's copy")
+                    #expect(center.center.chatsRoutedOnLoop == before + 4)
                 }
             }
         }

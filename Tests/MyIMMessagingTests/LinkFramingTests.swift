@@ -1,6 +1,7 @@
 import MyIMLink
 import MyIMWire
 import NIOCore
+import NIOEmbedded
 import Testing
 
 /// The link's frame decoder with types left encoded, and `ToClient` read for forwarding.
@@ -66,5 +67,72 @@ import Testing
             try ToClient(forwarding: Packet(type: LinkMessageType.toClient.rawValue, encodedBody: body))
         }
         #expect(error?.code == .wrongValueType)
+    }
+
+    /// Packets written between two flushes leave as one buffer, in order (over TLS one record
+    /// and one `SSL_write` for all), and each write's promise completes with it.
+    @Test func packetsWrittenBetweenFlushesLeaveAsOneBuffer() throws {
+        let channel = EmbeddedChannel(handler: PacketBatchEncoder())
+        let packets = (0..<5).map { index in ToClient(sessions: ["ep1:\(index)"], payload: delivery.packet).packet }
+        let written = packets.map { packet in
+            let promise = channel.eventLoop.makePromise(of: Void.self)
+            channel.write(packet, promise: promise)
+            return promise.futureResult
+        }
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil, "held until the flush")
+        channel.flush()
+        var batch = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil, "one buffer for the five")
+        var decoder = PacketFrameDecoder()
+        for packet in packets { #expect(try decoder.decode(buffer: &batch) == packet) }
+        #expect(batch.readableBytes == 0)
+        for future in written { try future.wait() }
+        #expect(try channel.finish().isClean)
+    }
+
+    /// A batch that reaches a TLS record's size is passed on without waiting for the flush.
+    @Test func aBatchOfARecordsSizeIsPassedOnBeforeTheFlush() throws {
+        let channel = EmbeddedChannel(handler: PacketBatchEncoder())
+        let big = ChatDelivery(
+            kind: .user, time: 1, senderID: 2, senderName: "b", targetID: 3, targetName: "a",
+            content: .text(String(repeating: "x", count: 6000)), serverMessageID: 4, clientMessageID: "c", qos: .bestEffort).packet
+        for _ in 0..<4 { channel.write(big, promise: nil) }
+        channel.flush()
+        let first = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(first.readableBytes >= PacketBatchEncoder.batchLimit && first.readableBytes < PacketBatchEncoder.batchLimit + 6100, "three packets of 6 kB pass 16 KiB")
+        let second = try #require(try channel.readOutbound(as: ByteBuffer.self), "the fourth in a batch of its own")
+        var all = first
+        all.writeImmutableBuffer(second)
+        var decoder = PacketFrameDecoder()
+        for _ in 0..<4 { #expect(try decoder.decode(buffer: &all) == big) }
+        #expect(all.readableBytes == 0)
+    }
+
+    /// What was written and not flushed is passed on before a close goes through, so that the
+    /// channel fails it (or sends it) as any unflushed write, and no promise is left waiting.
+    @Test func aCloseFirstPassesOnWhatIsHeld() throws {
+        let recorder = WriteRecorder()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([recorder, PacketBatchEncoder()])
+        channel.write(LinkPing(time: 1).packet, promise: nil)
+        #expect(recorder.events.isEmpty)
+        channel.close(promise: nil)
+        #expect(recorder.events == ["write \(LinkPing(time: 1).packet.encodedSize) bytes", "close"])
+    }
+}
+
+/// Records the writes and closes that reach it from the handlers after it.
+private final class WriteRecorder: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+    var events: [String] = []
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        events.append("write \(unwrapOutboundIn(data).readableBytes) bytes")
+        context.write(data, promise: promise)
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        events.append("close")
+        context.close(mode: mode, promise: promise)
     }
 }

@@ -5,7 +5,7 @@ import Testing
 
 /// SplitMix64: a tiny deterministic generator, so every run mutates the same way on every
 /// platform and Swift version (the standard library's `random(in:using:)` makes no such promise).
-private struct SplitMix64 {
+struct SplitMix64 {
     private var state: UInt64
 
     init(seed: UInt64) { state = seed }
