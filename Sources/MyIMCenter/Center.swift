@@ -71,6 +71,10 @@ public actor Center {
             host: configuration.host, port: configuration.port, protection: configuration.protection,
             leftEncoded: [LinkMessageType.fromClient.rawValue]
         ) { channel in
+            // A link carries every client of its endpoint: a deep buffer before it pushes back
+            // (``LinkOutbox/writable()``, and chats no longer routed on the loop), as the
+            // endpoint's side has (NIO's default, 64 KiB, is a few hundred deliveries).
+            try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: 4 << 20, high: 8 << 20))
             try channel.pipeline.syncOperations.addHandler(LinkRoutingHandler(center: self))
         }
     }

@@ -34,7 +34,7 @@ public final class CenterStore: Sendable {
     /// QoS-1 accepts share transactions under load (group commit).
     private let batcher: AcceptBatcher
     /// The block of ids QoS 0 messages are numbered from: `next..<end`.
-    private let idBlock = Mutex<(next: Int64, end: Int64)>((0, 0))
+    private let idBlocks = Mutex(IDBlocks())
     /// Last-seen times waiting to be written together.
     private let lastSeen: LastSeenWriter
 
@@ -229,7 +229,7 @@ public final class CenterStore: Sendable {
 
     /// A fresh server message id for a message that is not stored (QoS 0).
     ///
-    /// Taken from a block of ``idBlock`` ids reserved in one write, so that best-effort
+    /// Taken from a block of ``idBlockSize`` ids reserved in one write, so that best-effort
     /// messages cost no SQLite write each. The counter is moved past the block first, so an
     /// id is never given twice, even after a restart (the rest of a block is then skipped).
     /// Ids stay unique, and increase with time among stored (QoS 1) messages; a QoS 0 id may
@@ -237,26 +237,60 @@ public final class CenterStore: Sendable {
     /// (`nonisolated(nonsending)`): an id from the block costs the center's actor no hop.
     public nonisolated(nonsending) func allocateMessageID() async throws -> Int64 {
         if let id = reservedMessageID() { return id }
-        let last = try await pool.write { db in try Self.nextMessageID(db, count: Self.idBlockSize) }
-        return idBlock.withLock { block in
+        let block = try await reserveBlock()
+        return idBlocks.withLock { blocks in
             // This block replaces any other refilled meanwhile (its rest is skipped, never reused).
-            block = (next: last - Self.idBlockSize + 2, end: last + 1)
-            return last - Self.idBlockSize + 1
+            blocks.current = block.lowerBound + 1..<block.upperBound
+            return block.lowerBound
         }
     }
 
-    /// The next id of the reserved block, without waiting: nil when the block is used up (then
-    /// ``allocateMessageID()`` reserves the next).
+    /// The next id of the reserved block, without waiting; nil when the block and the one
+    /// reserved ahead are used up (then ``allocateMessageID()`` reserves one). Once half of a
+    /// block is used, the next is reserved in the background, so that a steady stream of
+    /// best-effort chats finds one ready and never waits on SQLite.
     public func reservedMessageID() -> Int64? {
-        idBlock.withLock { block -> Int64? in
-            guard block.next < block.end else { return nil }
-            defer { block.next += 1 }
-            return block.next
+        let (id, refill) = idBlocks.withLock { blocks -> (Int64?, Bool) in
+            if blocks.current.isEmpty, let spare = blocks.spare {
+                blocks.current = spare
+                blocks.spare = nil
+            }
+            guard let id = blocks.current.first else { return (nil, false) }
+            blocks.current = id + 1..<blocks.current.upperBound
+            let refill = blocks.spare == nil && !blocks.refilling && Int64(blocks.current.count) < Self.idBlockSize / 2
+            if refill { blocks.refilling = true }
+            return (id, refill)
         }
+        if refill {
+            Task {
+                let spare = try? await reserveBlock()
+                idBlocks.withLock { blocks in
+                    blocks.spare = spare
+                    blocks.refilling = false
+                }
+            }
+        }
+        return id
+    }
+
+    /// Whether the next block of ids is reserved already (for status and tests).
+    public var hasSpareIDBlock: Bool { idBlocks.withLock { $0.spare != nil } }
+
+    /// Reserves ``idBlockSize`` ids in one write.
+    private func reserveBlock() async throws -> Range<Int64> {
+        let last = try await pool.write { db in try Self.nextMessageID(db, count: Self.idBlockSize) }
+        return last - Self.idBlockSize + 1..<last + 1
+    }
+
+    /// The reserved ids not yet handed out: the block in use, and the next, once reserved.
+    private struct IDBlocks {
+        var current: Range<Int64> = 0..<0
+        var spare: Range<Int64>?
+        var refilling = false
     }
 
     /// Ids reserved at a time for QoS 0 messages.
-    static let idBlockSize: Int64 = 1000
+    public static let idBlockSize: Int64 = 1000
 
     /// Moves the message counter on by `count` and returns its new value: the last of the
     /// `count` ids reserved.

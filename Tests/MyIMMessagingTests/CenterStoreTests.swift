@@ -137,5 +137,22 @@ struct CenterStoreTests {
         #expect(Set(ids).count == ids.count, "every id is unique")
         #expect(ids.last! > ids.dropLast().max()!)
     }
-}
 
+    /// Past half of a block of best-effort ids, the next block is reserved in the background:
+    /// a steady stream of chats routed on the link's loop never finds the ids used up and
+    /// never waits on SQLite for the next.
+    @Test func theNextBlockOfIdsIsReservedBeforeTheCurrentOneRunsOut() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try CenterStore(path: directory.appendingPathComponent("center.sqlite").path)
+        var ids = [try await store.allocateMessageID()]
+        for _ in 0..<CenterStore.idBlockSize / 2 { ids.append(try #require(store.reservedMessageID())) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !store.hasSpareIDBlock, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(store.hasSpareIDBlock, "the next block is reserved once half of this one is used")
+        for _ in 0..<CenterStore.idBlockSize {
+            ids.append(try #require(store.reservedMessageID(), "no id ready after \(ids.count)"))
+        }
+        #expect(Set(ids).count == ids.count && ids == ids.sorted(), "unique, and increasing from block to block")
+    }
+}
