@@ -254,6 +254,10 @@ public struct FromClient: LinkMessage {
         guard packet.type == Self.linkType.rawValue else {
             throw WireError(.unexpectedMessage, "expected link message \(Self.linkType.rawValue) (\(Self.linkType)), got \(packet.type)")
         }
+        if let envelope = Envelope(encoded, addressKey: "session", limits: limits), case .one(let session) = envelope.addresses {
+            self.init(session: session, payload: Packet(type: envelope.type, encodedBody: envelope.body))
+            return
+        }
         let (body, payloadBody) = try WireParser.parseBody(encoded, keepingEncoded: "body", limits: limits)
         let session = try body.string("session")
         let type = UInt32(truncatingIfNeeded: try body.int("type"))
@@ -312,6 +316,10 @@ public struct ToClient: LinkMessage {
         }
         guard packet.type == Self.linkType.rawValue else {
             throw WireError(.unexpectedMessage, "expected link message \(Self.linkType.rawValue) (\(Self.linkType)), got \(packet.type)")
+        }
+        if let envelope = Envelope(encoded, addressKey: "sessions", limits: limits), case .list(let sessions) = envelope.addresses {
+            self.init(sessions: sessions, payload: Packet(type: envelope.type, encodedBody: envelope.body))
+            return
         }
         let (body, payloadBody) = try WireParser.parseBody(encoded, keepingEncoded: "body", limits: limits)
         let sessions = try body.stringList("sessions")
@@ -451,5 +459,55 @@ public struct AccountNotice: LinkMessage {
         body["device"] = device.map(WireValue.string)
         body["source"] = source.map(WireValue.string)
         return body
+    }
+}
+
+/// The usual shape of a link body that carries a client packet's body (``FromClient``,
+/// ``ToClient``): the session or sessions, the client packet's type and its body, each once
+/// and nothing else, read in one pass without a dict. Anything else is nil, and is read by
+/// the parser, which names what is wrong with it.
+private struct Envelope {
+    enum Addresses {
+        case one(String)
+        case list([String])
+    }
+
+    var addresses: Addresses
+    var type: UInt32
+    var body: ByteBuffer
+
+    init?(_ encoded: ByteBuffer, addressKey: StaticString, limits: WireLimits) {
+        let found = encoded.withUnsafeReadableBytes { bytes -> (Addresses, Int64, Range<Int>)? in
+            var addresses: Addresses?, type: Int64?, body: Range<Int>?
+            var entries = WireEntryScanner(bytes, limits: limits)
+            while let entry = entries.next() {
+                if entry.hasKey(addressKey), addresses == nil {
+                    if let one = entry.string {
+                        addresses = .one(String(decoding: one, as: UTF8.self))
+                    } else if let list = entry.strings {
+                        addresses = .list(list)
+                    } else {
+                        return nil
+                    }
+                } else if entry.hasKey("type"), type == nil, let value = entry.int {
+                    type = value
+                } else if entry.hasKey("body"), body == nil, entry.kind == .dict {
+                    let start = entry.value.baseAddress! - bytes.baseAddress!
+                    body = start..<start + entry.value.count
+                } else {
+                    return nil
+                }
+            }
+            guard entries.isAtEnd, let addresses, let type, let body else { return nil }
+            // The parser's limits on what it would have read: a list is one level down, and
+            // each of its strings is a value.
+            let values = if case .list(let list) = addresses { 3 + list.count } else { 3 }
+            guard limits.maxDepth >= 2, values <= limits.maxValueCount else { return nil }
+            return (addresses, type, body)
+        }
+        guard let (addresses, type, range) = found else { return nil }
+        self.addresses = addresses
+        self.type = UInt32(truncatingIfNeeded: type)
+        body = encoded.getSlice(at: encoded.readerIndex + range.lowerBound, length: range.count)!
     }
 }

@@ -69,6 +69,56 @@ import Testing
         #expect(error?.code == .wrongValueType)
     }
 
+    /// Link bodies around a client packet, valid and mutated at random: what `FromClient` and
+    /// `ToClient` read for forwarding is what reading the parsed dict gives, and they refuse
+    /// what it refuses.
+    @Test func envelopesReadInOnePassAsTheParserReadsThem() {
+        var seed: UInt64 = 7
+        func next() -> Int {
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(truncatingIfNeeded: seed >> 33)
+        }
+        var agreed = 0, refused = 0
+        for round in 0..<6000 {
+            let sessions = (0..<(next() % 4)).map { "ep\($0):\(round)" }
+            let link = round % 2 == 0
+                ? FromClient(session: sessions.first ?? "ep1:1", payload: Chat(target: .user("b@x"), content: .text("hi"), clientMessageID: "c").packet).packet
+                : ToClient(sessions: sessions, payload: delivery.packet).packet
+            var bytes = Array(link.encoded().readableBytesView.dropFirst(Packet.headerSize))
+            if round % 3 != 0 {
+                for _ in 0...(next() % 2) {
+                    switch next() % 3 {
+                    case 0: bytes[next() % bytes.count] = UInt8(truncatingIfNeeded: next())
+                    case 1: bytes.removeLast(next() % min(4, bytes.count))
+                    default: bytes.insert(UInt8(truncatingIfNeeded: next()), at: next() % (bytes.count + 1))
+                    }
+                    if bytes.isEmpty { bytes = [0] }
+                }
+            }
+            let encoded = Packet(type: link.type, encodedBody: ByteBuffer(bytes: bytes))
+            let general: (dict: WireDict, kept: ByteBuffer)? = {
+                guard let (dict, kept) = try? WireParser.parseBody(ByteBuffer(bytes: bytes), keepingEncoded: "body"), let kept else { return nil }
+                return (dict, kept)
+            }()
+            if round % 2 == 0 {
+                let expected = general.flatMap { general -> FromClient? in
+                    guard let session = try? general.dict.string("session"), let type = try? general.dict.int("type") else { return nil }
+                    return FromClient(session: session, payload: Packet(type: UInt32(truncatingIfNeeded: type), encodedBody: general.kept))
+                }
+                #expect((try? FromClient(forwarding: encoded)) == expected, "\(bytes)")
+                if expected == nil { refused += 1 } else { agreed += 1 }
+            } else {
+                let expected = general.flatMap { general -> ToClient? in
+                    guard let sessions = try? general.dict.stringList("sessions"), let type = try? general.dict.int("type") else { return nil }
+                    return ToClient(sessions: sessions, payload: Packet(type: UInt32(truncatingIfNeeded: type), encodedBody: general.kept))
+                }
+                #expect((try? ToClient(forwarding: encoded)) == expected, "\(bytes)")
+                if expected == nil { refused += 1 } else { agreed += 1 }
+            }
+        }
+        #expect(agreed > 2000 && refused > 1000)
+    }
+
     /// Packets written between two flushes leave as one buffer, in order (over TLS one record
     /// and one `SSL_write` for all), and each write's promise completes with it.
     @Test func packetsWrittenBetweenFlushesLeaveAsOneBuffer() throws {

@@ -54,7 +54,7 @@ private struct CanonicalChat {
             case 13: key = .clientMessageID
             default: return nil
             }
-            guard entry.key.elementsEqual(key.name), seen & key.bit == 0 else { return nil }
+            guard entry.hasKey(key.name), seen & key.bit == 0 else { return nil }
             seen |= key.bit
             switch key {
             case .type:
@@ -88,14 +88,14 @@ private struct CanonicalChat {
         var fields = WireEntryScanner(message, limits: limits)
         while let entry = fields.next() {
             let bit: UInt8
-            if entry.key.elementsEqual("type".utf8) {
+            if entry.hasKey("type") {
                 guard let value = entry.int else { return nil }
                 contentType = value
                 bit = 1
-            } else if entry.key.elementsEqual("data".utf8) {
+            } else if entry.hasKey("data") {
                 data = entry
                 bit = 2
-            } else if entry.key.elementsEqual("mime".utf8) {
+            } else if entry.hasKey("mime") {
                 guard let string = entry.string else { return nil }
                 mime = string
                 bit = 4
@@ -135,13 +135,13 @@ private struct CanonicalChat {
     private enum ChatKey {
         case type, targetID, message, clientMessageID, qos
 
-        var name: String.UTF8View {
+        var name: StaticString {
             switch self {
-            case .type: "type".utf8
-            case .targetID: "target_id".utf8
-            case .message: "message".utf8
-            case .clientMessageID: "client_msg_id".utf8
-            case .qos: "qos".utf8
+            case .type: "type"
+            case .targetID: "target_id"
+            case .message: "message"
+            case .clientMessageID: "client_msg_id"
+            case .qos: "qos"
             }
         }
 
@@ -169,77 +169,5 @@ extension ChatTarget {
             case .group(let id): .group(id)
             }
         }
-    }
-}
-
-/// One entry of an encoded dict, in place.
-struct WireEntry {
-    var key: UnsafeRawBufferPointer
-    var kind: WireValue.Kind?
-    var value: UnsafeRawBufferPointer
-    let limits: WireLimits
-
-    /// The value if it is an int (8 bytes, big-endian).
-    var int: Int64? {
-        guard kind == .int, value.count == 8 else { return nil }
-        return Int64(bigEndian: value.loadUnaligned(as: Int64.self))
-    }
-
-    /// The value's bytes if it is a string of valid UTF-8 within the limits.
-    var string: UnsafeRawBufferPointer? {
-        guard kind == .string, value.count <= limits.maxStringLength, WireEntry.isValidUTF8(value) else { return nil }
-        return value
-    }
-
-    /// The value's bytes if it is a bytes value within the limits.
-    var bytes: UnsafeRawBufferPointer? {
-        guard kind == .bytes, value.count <= limits.maxBytesLength else { return nil }
-        return value
-    }
-
-    /// ASCII by a plain scan; anything else by the standard library's validation, as
-    /// `String(validating:)` does it, without making a string.
-    static func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard bytes.contains(where: { $0 >= 0x80 }) else { return true }
-        return (try? UTF8Span(validating: bytes.assumingMemoryBound(to: UInt8.self).span)) != nil
-    }
-}
-
-/// Walks the entries of an encoded dict (`key-len u8 | key | value-type u8 | value-len u32 |
-/// value`, repeated), checking each header as ``WireParser`` does (a key of 1 to
-/// `maxKeyLength` bytes, every length within the bytes present) without reading a value.
-struct WireEntryScanner {
-    private let bytes: UnsafeRawBufferPointer
-    private let limits: WireLimits
-    private var offset = 0
-    /// False once an entry was malformed: ``next()`` then returns nil before the end.
-    private var intact = true
-
-    init(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) {
-        self.bytes = bytes
-        self.limits = limits
-    }
-
-    /// Every entry was read and none was malformed.
-    var isAtEnd: Bool { intact && offset == bytes.count }
-
-    mutating func next() -> WireEntry? {
-        guard intact, offset < bytes.count else { return nil }
-        let keyLength = Int(bytes[offset])
-        let valueStart = offset + 1 + keyLength + 5
-        guard keyLength > 0, keyLength <= limits.maxKeyLength, valueStart <= bytes.count else {
-            intact = false
-            return nil
-        }
-        let kind = WireValue.Kind(rawValue: bytes[valueStart - 5])
-        let length = Int(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: valueStart - 4, as: UInt32.self)))
-        guard length <= bytes.count - valueStart else {
-            intact = false
-            return nil
-        }
-        offset = valueStart + length
-        return WireEntry(
-            key: UnsafeRawBufferPointer(rebasing: bytes[(valueStart - 5 - keyLength)..<(valueStart - 5)]),
-            kind: kind, value: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<offset]), limits: limits)
     }
 }
