@@ -155,17 +155,23 @@ struct BenchIdle: AsyncParsableCommand {
             }
             let cpuBefore = servers.map { ProcStat.read(pid: $0.pid)?.cpuSeconds ?? 0 }
             let started = BenchClock.now()
-            // 32 handshakes in flight at a time, as a crowd of clients reconnecting would be.
-            while opened < target {
-                let batch = min(32, target - opened)
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for index in opened..<(opened + batch) {
-                        group.addTask { try await open(index) }
-                    }
-                    try await group.waitForAll()
+            // 32 handshakes in flight at a time, as a crowd of clients reconnecting would be: a
+            // new one starts as each ends (not in lockstep batches, which left the servers idle
+            // while a batch's slowest finished).
+            let first = opened
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var next = first
+                while next < min(first + 32, target) {
+                    group.addTask { [next] in try await open(next) }
+                    next += 1
                 }
-                opened += batch
+                while try await group.next() != nil {
+                    guard next < target else { continue }
+                    group.addTask { [next] in try await open(next) }
+                    next += 1
+                }
             }
+            opened = target
             let elapsed = Double(BenchClock.now() &- started) / 1e9
             let serverCPU = zip(servers, cpuBefore).map { server, before in (ProcStat.read(pid: server.pid)?.cpuSeconds ?? before) - before }
             try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
