@@ -592,11 +592,11 @@ final class PairsClient: Sendable {
             _ = try await established.get()
             guard let token else { return client }
             client.send(TokenAuth(token: token, senderCopies: senderCopies).packet)
-            let authOK = try await inbox.next(timeout: .seconds(10), who: user)
+            let authOK = try await inbox.next(timeout: .seconds(10), who: user, on: channel.eventLoop)
             guard authOK.type == MessageType.authOK.rawValue else {
                 throw ValidationError("\(user): expected 42 after token auth, got \(authOK.type): \(authOK.body)")
             }
-            let initial = try await inbox.next(timeout: .seconds(10), who: user)
+            let initial = try await inbox.next(timeout: .seconds(10), who: user, on: channel.eventLoop)
             guard initial.type == MessageType.initialState.rawValue else { throw ValidationError("\(user): expected 10 after 42, got \(initial.type)") }
         } catch {
             client.close()
@@ -635,9 +635,19 @@ final class PairsClient: Sendable {
     }
 }
 
-/// What a pairs client's channel received: to the handler once there is one, queued before.
+/// What a pairs client's channel received: to the handler once there is one, queued before;
+/// a setup step waits for the next one without polling (``next(timeout:who:on:)``).
 private final class PacketInbox: Sendable {
-    private let state = Mutex<(queue: [Packet], closed: Bool, closing: Bool, failure: String?)>(([], false, false, nil))
+    private struct State {
+        var queue: [Packet] = []
+        var closed = false
+        var closing = false
+        var failure: String?
+        /// A setup step waiting for the next packet.
+        var waiter: EventLoopPromise<Packet>?
+    }
+
+    private let state = Mutex(State())
     /// Boxed (see ``CallbackBox``): a bare closure in a `Mutex` gets re-wrapped on every read.
     private let handler = Mutex<CallbackBox<Packet>?>(nil)
 
@@ -648,36 +658,64 @@ private final class PacketInbox: Sendable {
     func received(_ packet: Packet) {
         if let handler = handler.withLock({ $0 }) {
             handler.body(packet)
-        } else {
-            state.withLock { $0.queue.append(packet) }
+            return
         }
+        let waiter = state.withLock { state -> EventLoopPromise<Packet>? in
+            guard let waiter = state.waiter else {
+                state.queue.append(packet)
+                return nil
+            }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.succeed(packet)
     }
 
     func closing() { state.withLock { $0.closing = true } }
 
     func closed(error: (any Error)?) {
-        state.withLock { state in
+        let (waiter, failure) = state.withLock { state in
             if !state.closed, !state.closing, state.failure == nil { state.failure = error.map { "\($0)" } ?? "the endpoint closed the connection" }
             state.closed = true
+            defer { state.waiter = nil }
+            return (state.waiter, state.failure)
         }
+        waiter?.fail(ValidationError("the connection closed\(failure.map { " (\($0))" } ?? "")"))
     }
 
-    /// The next packet while there is no handler, waiting at most `timeout` (setup only: it polls).
-    func next(timeout: Duration, who: String) async throws -> Packet {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            let (packet, closed, failure) = state.withLock { state in
-                (state.queue.isEmpty ? nil : state.queue.removeFirst(), state.closed, state.failure)
-            }
-            if let packet { return packet }
-            if closed { throw ValidationError("\(who): the connection closed\(failure.map { " (\($0))" } ?? "")") }
-            try await Task.sleep(for: .milliseconds(1))
+    /// The next packet while there is no handler, waiting at most `timeout` (setup only).
+    func next(timeout: Duration, who: String, on eventLoop: any EventLoop) async throws -> Packet {
+        let promise = eventLoop.makePromise(of: Packet.self)
+        let (ready, failure) = state.withLock { state -> (Packet?, String?) in
+            if !state.queue.isEmpty { return (state.queue.removeFirst(), nil) }
+            if state.closed { return (nil, state.failure ?? "closed") }
+            precondition(state.waiter == nil, "one setup step waits at a time")
+            state.waiter = promise
+            return (nil, nil)
         }
-        throw ValidationError("\(who): nothing came within \(timeout)")
+        if let ready {
+            promise.succeed(ready)
+        } else if let failure {
+            promise.fail(ValidationError("\(who): the connection closed (\(failure))"))
+        } else {
+            let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) { [self] in
+                let expired = state.withLock { state -> Bool in
+                    guard state.waiter?.futureResult === promise.futureResult else { return false }
+                    state.waiter = nil
+                    return true
+                }
+                if expired { promise.fail(ValidationError("\(who): nothing came within \(timeout)")) }
+            }
+            promise.futureResult.whenComplete { _ in timer.cancel() }
+        }
+        do {
+            return try await promise.futureResult.get()
+        } catch let error as ValidationError where !error.message.hasPrefix(who) {
+            throw ValidationError("\(who): \(error.message)")
+        }
     }
 }
 
-/// The last handler of a pairs client's pipeline: packets to the inbox, errors close the channel.
 private final class PacketInboxHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = Packet
 
