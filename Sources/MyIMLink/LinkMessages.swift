@@ -235,11 +235,9 @@ public struct FromClient: LinkMessage {
     /// A payload with an encoded body goes into the link packet as its bytes.
     public var packet: Packet {
         guard let encoded = payload.encodedBody else { return Packet(type: Self.linkType.rawValue, body: body) }
-        var linkBody = ByteBufferAllocator().buffer(capacity: session.utf8.count + encoded.readableBytes + 64)
-        linkBody.writeWireEntry("session", string: session)
-        linkBody.writeWireEntry("type", int: Int64(payload.type))
-        linkBody.writeWireEntry("body", encodedDict: encoded)
-        return Packet(type: Self.linkType.rawValue, encodedBody: linkBody)
+        return Envelope.packet(Self.linkType, addressSize: session.utf8.count, type: payload.type, body: encoded) {
+            $0.writeWireEntry("session", string: session)
+        }
     }
 
     /// Reads a `FromClient` whose payload is to be read apart: from a packet with an encoded
@@ -251,21 +249,10 @@ public struct FromClient: LinkMessage {
             try self.init(packet: packet)
             return
         }
-        guard packet.type == Self.linkType.rawValue else {
-            throw WireError(.unexpectedMessage, "expected link message \(Self.linkType.rawValue) (\(Self.linkType)), got \(packet.type)")
+        let envelope = try Envelope.forwarding(packet.type, encoded, as: Self.linkType, addressKey: "session", list: false, limits: limits) {
+            (dict) throws(WireError) in [try dict.string("session")]
         }
-        if let envelope = Envelope(encoded, addressKey: "session", limits: limits), case .one(let session) = envelope.addresses {
-            self.init(session: session, payload: Packet(type: envelope.type, encodedBody: envelope.body))
-            return
-        }
-        let (body, payloadBody) = try WireParser.parseBody(encoded, keepingEncoded: "body", limits: limits)
-        let session = try body.string("session")
-        let type = UInt32(truncatingIfNeeded: try body.int("type"))
-        guard let payloadBody else {
-            _ = try body.dict("body")  // Names what is wrong: absent, or not a dict.
-            throw .missingKey("body")
-        }
-        self.init(session: session, payload: Packet(type: type, encodedBody: payloadBody))
+        self.init(session: envelope.addresses[0], payload: Packet(type: envelope.type, encodedBody: envelope.body))
     }
 }
 
@@ -299,11 +286,9 @@ public struct ToClient: LinkMessage {
     /// several endpoints) goes into the link packet as its bytes, not parsed and encoded again.
     public var packet: Packet {
         guard let encoded = payload.encodedBody else { return Packet(type: Self.linkType.rawValue, body: body) }
-        var linkBody = ByteBufferAllocator().buffer(capacity: sessions.reduce(0) { $0 + 5 + $1.utf8.count } + encoded.readableBytes + 64)
-        linkBody.writeWireEntry("sessions", strings: sessions)
-        linkBody.writeWireEntry("type", int: Int64(payload.type))
-        linkBody.writeWireEntry("body", encodedDict: encoded)
-        return Packet(type: Self.linkType.rawValue, encodedBody: linkBody)
+        return Envelope.packet(Self.linkType, addressSize: sessions.reduce(0) { $0 + 5 + $1.utf8.count }, type: payload.type, body: encoded) {
+            $0.writeWireEntry("sessions", strings: sessions)
+        }
     }
 
     /// Reads a `ToClient` whose payload is to be passed on as it is: from a packet with an
@@ -314,21 +299,10 @@ public struct ToClient: LinkMessage {
             try self.init(packet: packet)
             return
         }
-        guard packet.type == Self.linkType.rawValue else {
-            throw WireError(.unexpectedMessage, "expected link message \(Self.linkType.rawValue) (\(Self.linkType)), got \(packet.type)")
+        let envelope = try Envelope.forwarding(packet.type, encoded, as: Self.linkType, addressKey: "sessions", list: true, limits: limits) {
+            (dict) throws(WireError) in try dict.stringList("sessions")
         }
-        if let envelope = Envelope(encoded, addressKey: "sessions", limits: limits), case .list(let sessions) = envelope.addresses {
-            self.init(sessions: sessions, payload: Packet(type: envelope.type, encodedBody: envelope.body))
-            return
-        }
-        let (body, payloadBody) = try WireParser.parseBody(encoded, keepingEncoded: "body", limits: limits)
-        let sessions = try body.stringList("sessions")
-        let type = UInt32(truncatingIfNeeded: try body.int("type"))
-        guard let payloadBody else {
-            _ = try body.dict("body")  // Names what is wrong: absent, or not a dict.
-            throw .missingKey("body")
-        }
-        self.init(sessions: sessions, payload: Packet(type: type, encodedBody: payloadBody))
+        self.init(sessions: envelope.addresses, payload: Packet(type: envelope.type, encodedBody: envelope.body))
     }
 }
 
@@ -462,32 +436,66 @@ public struct AccountNotice: LinkMessage {
     }
 }
 
-/// The usual shape of a link body that carries a client packet's body (``FromClient``,
-/// ``ToClient``): the session or sessions, the client packet's type and its body, each once
-/// and nothing else, read in one pass without a dict. Anything else is nil, and is read by
-/// the parser, which names what is wrong with it.
+/// A link body that carries a client packet's body (``FromClient``, ``ToClient``): the session
+/// or sessions, the client packet's type and its body, kept encoded.
 private struct Envelope {
-    enum Addresses {
-        case one(String)
-        case list([String])
-    }
-
-    var addresses: Addresses
+    var addresses: [String]
     var type: UInt32
     var body: ByteBuffer
 
-    init?(_ encoded: ByteBuffer, addressKey: StaticString, limits: WireLimits) {
-        let found = encoded.withUnsafeReadableBytes { bytes -> (Addresses, Int64, Range<Int>)? in
-            var addresses: Addresses?, type: Int64?, body: Range<Int>?
+    /// A link packet around `body`, the entries written straight from the fields:
+    /// `writeAddresses` writes the session or sessions (`addressSize` bytes of content).
+    static func packet(
+        _ linkType: LinkMessageType, addressSize: Int, type: UInt32, body encoded: ByteBuffer, writeAddresses: (inout ByteBuffer) -> Void
+    ) -> Packet {
+        var linkBody = ByteBufferAllocator().buffer(capacity: addressSize + encoded.readableBytes + 64)
+        writeAddresses(&linkBody)
+        linkBody.writeWireEntry("type", int: Int64(type))
+        linkBody.writeWireEntry("body", encodedDict: encoded)
+        return Packet(type: linkType.rawValue, encodedBody: linkBody)
+    }
+
+    /// The envelope of an encoded link packet of `linkType`: read in one pass when it has the
+    /// usual shape (``init(_:addressKey:list:limits:)``), else parsed with the body kept
+    /// encoded, `addresses` reading the parsed dict, so that what is wrong is named.
+    static func forwarding(
+        _ packetType: UInt32, _ encoded: ByteBuffer, as linkType: LinkMessageType, addressKey: StaticString, list: Bool, limits: WireLimits,
+        addresses: (WireDict) throws(WireError) -> [String]
+    ) throws(WireError) -> Envelope {
+        guard packetType == linkType.rawValue else {
+            throw WireError(.unexpectedMessage, "expected link message \(linkType.rawValue) (\(linkType)), got \(packetType)")
+        }
+        if let envelope = Envelope(encoded, addressKey: addressKey, list: list, limits: limits) { return envelope }
+        let (dict, body) = try WireParser.parseBody(encoded, keepingEncoded: "body", limits: limits)
+        let addresses = try addresses(dict)
+        let type = UInt32(truncatingIfNeeded: try dict.int("type"))
+        guard let body else {
+            _ = try dict.dict("body")  // Names what is wrong: absent, or not a dict.
+            throw .missingKey("body")
+        }
+        return Envelope(addresses: addresses, type: type, body: body)
+    }
+
+    init(addresses: [String], type: UInt32, body: ByteBuffer) {
+        self.addresses = addresses
+        self.type = type
+        self.body = body
+    }
+
+    /// The usual shape read in one pass without a dict: the address (a string, or with `list`
+    /// a list of strings), `type` and `body`, each once and nothing else. Anything else is nil.
+    init?(_ encoded: ByteBuffer, addressKey: StaticString, list: Bool, limits: WireLimits) {
+        let found = encoded.withUnsafeReadableBytes { bytes -> ([String], Int64, Range<Int>)? in
+            var addresses: [String]?, type: Int64?, body: Range<Int>?
             var entries = WireEntryScanner(bytes, limits: limits)
             while let entry = entries.next() {
                 if entry.hasKey(addressKey), addresses == nil {
-                    if let one = entry.string {
-                        addresses = .one(String(decoding: one, as: UTF8.self))
-                    } else if let list = entry.strings {
-                        addresses = .list(list)
+                    if list {
+                        guard let strings = entry.strings else { return nil }
+                        addresses = strings
                     } else {
-                        return nil
+                        guard let string = entry.string else { return nil }
+                        addresses = [String(decoding: string, as: UTF8.self)]
                     }
                 } else if entry.hasKey("type"), type == nil, let value = entry.int {
                     type = value
@@ -501,13 +509,13 @@ private struct Envelope {
             guard entries.isAtEnd, let addresses, let type, let body else { return nil }
             // The parser's limits on what it would have read: a list is one level down, and
             // each of its strings is a value.
-            let values = if case .list(let list) = addresses { 3 + list.count } else { 3 }
+            let values = list ? 3 + addresses.count : 3
             guard limits.maxDepth >= 2, values <= limits.maxValueCount else { return nil }
             return (addresses, type, body)
         }
         guard let (addresses, type, range) = found else { return nil }
-        self.addresses = addresses
-        self.type = UInt32(truncatingIfNeeded: type)
-        body = encoded.getSlice(at: encoded.readerIndex + range.lowerBound, length: range.count)!
+        self.init(
+            addresses: addresses, type: UInt32(truncatingIfNeeded: type),
+            body: encoded.getSlice(at: encoded.readerIndex + range.lowerBound, length: range.count)!)
     }
 }
