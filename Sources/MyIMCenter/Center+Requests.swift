@@ -259,7 +259,7 @@ extension Center {
     func existingUser(_ user: String) async throws -> Int64 {
         if let cached = userIDs[user] { return cached }
         if let stored = try await store.userID(of: user), stored != 0 {
-            userIDs[user] = stored
+            learned(stored, of: user)
             return stored
         }
         let found: [String: Int64]
@@ -272,8 +272,14 @@ extension Center {
             throw CenterRefusal(.unknownRecipient, "there is no user \(user)")
         }
         try await store.remember(user: user, userID: id)
-        userIDs[user] = id
+        learned(id, of: user)
         return id
+    }
+
+    /// Remembers `user`'s id, and gives it to the routes of a session bound without it.
+    private func learned(_ id: Int64, of user: String) {
+        userIDs[user] = id
+        if let session = sessionByUser[user] { routes.learned(id, user: user, session: session) }
     }
 }
 

@@ -61,6 +61,15 @@ final class LiveRoutes: Sendable {
         }
     }
 
+    /// The id of `user`, whose session is `session`, learned after the session was bound (its
+    /// token carried none): from now on its chats can be routed on the loop.
+    func learned(_ userID: Int64, user: String, session: String) {
+        state.withLock { state in
+            if state.senders[session]?.user == user { state.senders[session]?.userID = userID }
+            if state.recipients[user]?.session == session { state.recipients[user]?.userID = userID }
+        }
+    }
+
     /// A session is closed or replaced.
     func gone(_ session: String, user: String) {
         state.withLock { state in

@@ -328,6 +328,29 @@ struct CenterTests {
         }
     }
 
+    /// A session bound without its user's id (a token that carried none) is routed through
+    /// the actor until the center learns the id; from then on, on the loop.
+    @Test func aRecipientWhoseIdIsLearnedAfterBindIsRoutedOnTheLoopFromThen() async throws {
+        try await withCenter { center in
+            try await FakeEndpoint.with("ep1", port: center.port) { ep1 in
+                try await FakeEndpoint.with("ep2", port: center.port) { ep2 in
+                    _ = try await ep1.open("carol@alpha.example", session: "ep1:1", userID: 3, senderCopies: false)
+                    _ = try await ep2.open("dave@alpha.example", session: "ep2:1", userID: 0)
+                    try await ep2.barrier(session: "ep2:1")
+                    let before = center.center.chatsRoutedOnLoop
+                    // The first goes through the actor, which asks the directory for dave's id.
+                    try await ep1.warmUp(from: "ep1:1", to: "dave@alpha.example", on: ep2, session: "ep2:1")
+                    #expect(center.center.chatsRoutedOnLoop == before)
+                    try await ep1.request(
+                        Chat(target: .user("dave@alpha.example"), content: .text("now"), clientMessageID: "c2", qos: .bestEffort), session: "ep1:1")
+                    let delivered = try ChatDelivery(packet: try await ep2.delivery(for: "ep2:1"))
+                    #expect(delivered.clientMessageID == "c2" && delivered.targetID == 4)
+                    #expect(center.center.chatsRoutedOnLoop == before + 1, "dave's id, once learned, reaches the routes")
+                }
+            }
+        }
+    }
+
     @Test(arguments: [false, true])
     func aBestEffortChatNeverOvertakesAnEarlierRequestOfItsSession(bobOnTheSameEndpoint: Bool) async throws {
         try await withCenter { center in
