@@ -131,8 +131,8 @@ extension Center {
     /// handle it (anything else, a chat it refuses, a recipient not live, a link pushing back).
     nonisolated func routeOnLoop(_ request: FromClient, endpoint: String) -> Bool {
         let packet = request.payload
-        guard packet.type == MessageType.chat.rawValue, packet.int("qos") == QoS.bestEffort.rawValue,
-              let chat = Self.chat(in: packet), case .user(let rawTarget) = chat.target,
+        guard packet.type == MessageType.chat.rawValue, let chat = Self.chat(in: packet), chat.qos == .bestEffort,
+              case .user(let rawTarget) = chat.target,
               let target = try? address(rawTarget), (try? check(chat.content)) != nil,
               let route = routes.route(from: request.session, on: endpoint, to: target),
               let id = store.reservedMessageID()

@@ -40,24 +40,22 @@ public struct WireParser {
     /// The int under the top-level `key` of an encoded body, read by skipping the other entries
     /// (nothing is allocated); nil when absent, not an int, or the bytes are malformed.
     public static func topLevelInt(_ key: String, in body: ByteBuffer) -> Int64? {
-        body.withUnsafeReadableBytes { bytes -> Int64? in
-            var entries = WireEntryScanner(bytes, limits: .lookup)
-            while let entry = entries.next() {
-                guard entry.key.elementsEqual(key.utf8) else { continue }
-                return entry.int
-            }
-            return nil
-        }
+        topLevel(key, in: body) { $0.int }
     }
 
     /// The string under the top-level `key` of an encoded body, found by skipping the other
     /// entries; nil when absent, not a string of valid UTF-8, or the bytes are malformed.
     public static func topLevelString(_ key: String, in body: ByteBuffer) -> String? {
-        body.withUnsafeReadableBytes { bytes -> String? in
+        topLevel(key, in: body) { entry in entry.string.map { String(decoding: $0, as: UTF8.self) } }
+    }
+
+    /// `read` applied to the first top-level entry under `key`, found by skipping the others.
+    private static func topLevel<Value>(_ key: String, in body: ByteBuffer, _ read: (WireEntry) -> Value?) -> Value? {
+        body.withUnsafeReadableBytes { bytes -> Value? in
             var entries = WireEntryScanner(bytes, limits: .lookup)
             while let entry = entries.next() {
                 guard entry.key.elementsEqual(key.utf8) else { continue }
-                return entry.string.map { String(decoding: $0, as: UTF8.self) }
+                return read(entry)
             }
             return nil
         }
