@@ -328,7 +328,7 @@ public actor Center {
             info.session, user: info.user, userID: userIDs[info.user] ?? 0, endpoint: endpoint, senderCopies: info.senderCopies)
         // Not waited for: last-seen times are written in batches. The user id is in
         // `userIDs` already, so nothing here depends on the row being written.
-        await store.recordLastSeen(user: info.user, userID: info.userID, now: now, failed: lastSeenFailed(user: info.user))
+        store.recordLastSeen(user: info.user, userID: info.userID, now: now, failed: lastSeenFailed(user: info.user))
         do {
             let entry = PresenceEntry(user: info.user, endpoint: endpoint, session: info.session, device: info.device, since: info.since)
             if let previous = try await configuration.presence.setOnline(entry, ttlSeconds: configuration.presenceTTL),
@@ -422,7 +422,7 @@ public actor Center {
             logger.error("presence failed at session close", metadata: ["user": "\(user)", "error": "\(error)"])
             Counter(label: "myim_redis_errors_total", dimensions: [("role", "center")]).increment()
         }
-        await store.recordLastSeen(user: user, userID: session.info.userID, now: now, failed: lastSeenFailed(user: user))
+        store.recordLastSeen(user: user, userID: session.info.userID, now: now, failed: lastSeenFailed(user: user))
         if sessionByUser[user] == nil { await notifyFriends(of: user, online: false, status: nil) }
         logger.info("session closed", metadata: ["user": "\(user)", "session": "\(sessionID)", "reason": "\(reason)"])
     }
@@ -473,7 +473,7 @@ public actor Center {
         if let known {
             friends = known
         } else {
-            guard let read = try? await store.friends(of: user) else { return }
+            guard let read = try? store.friendsNow(of: user) else { return }
             friends = read
         }
         let notice = FriendPresenceNotice(username: user, online: online, status: status, time: configuration.clock()).packet

@@ -106,8 +106,8 @@ public final class CenterStore: Sendable {
     /// Records when a user was last seen without waiting for the write: the times of users
     /// who leave together are written together, in one transaction. A failure is reported
     /// to `failed`; the time is lost then, nothing else.
-    public func recordLastSeen(user: String, userID: Int64, now: Int64, failed: @escaping @Sendable (any Error) -> Void) async {
-        await lastSeen.record(user: user, userID: userID, now: now, failed: failed)
+    public func recordLastSeen(user: String, userID: Int64, now: Int64, failed: @escaping @Sendable (any Error) -> Void) {
+        lastSeen.record(user: user, userID: userID, now: now, failed: failed)
     }
 
     /// Waits until every last-seen time recorded so far is written.
@@ -159,6 +159,14 @@ public final class CenterStore: Sendable {
     /// A user's friends with their user ids (0 if never seen) and signatures, by address.
     public func friends(of user: String) async throws -> [FriendEntry] {
         try await pool.read { db in try Self.friends(db, of: user) }
+    }
+
+    /// ``friends(of:)`` read on the caller's thread, as ``opening(of:limit:)`` is: for the
+    /// center's actor at every session close, where an `async` read would cost two thread
+    /// wake-ups for one indexed query. One statement needs no transaction around it (SQLite
+    /// reads it from one snapshot), so none is begun and committed.
+    public func friendsNow(of user: String) throws -> [FriendEntry] {
+        try pool.unsafeRead { db in try Self.friends(db, of: user) }
     }
 
     static func friends(_ db: Database, of user: String) throws -> [FriendEntry] {

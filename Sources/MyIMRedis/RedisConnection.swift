@@ -145,18 +145,23 @@ public final class RedisConnection: Sendable {
         guard replyCount > 0 else { return [] }
         let channel = self.channel
         let promise = channel.eventLoop.makePromise(of: [RedisValue].self)
-        if let timeout = self.configuration.commandTimeout {
-            let state = self.state
-            let url = self.url
-            let task = channel.eventLoop.scheduleTask(in: timeout) {
-                let error = RedisError(.timeout, "no reply from \(url) within \(timeout); the connection was closed")
-                promise.fail(state.end(because: error))
-                channel.close(promise: nil)
+        let timeout = self.configuration.commandTimeout
+        let state = self.state
+        let url = self.url
+        let request = RedisRequest(payload: payload, replyCount: replyCount, promise: promise)
+        // One submission to the loop (one wake-up of its thread) for the timer and the write.
+        channel.eventLoop.execute {
+            if let timeout {
+                let task = channel.eventLoop.scheduleTask(in: timeout) {
+                    let error = RedisError(.timeout, "no reply from \(url) within \(timeout); the connection was closed")
+                    promise.fail(state.end(because: error))
+                    channel.close(promise: nil)
+                }
+                promise.futureResult.whenComplete { _ in task.cancel() }
             }
-            promise.futureResult.whenComplete { _ in task.cancel() }
-        }
-        channel.writeAndFlush(RedisRequest(payload: payload, replyCount: replyCount, promise: promise)).whenFailure { error in
-            promise.fail(error)
+            channel.writeAndFlush(request).whenFailure { error in
+                promise.fail(error)
+            }
         }
         do {
             return try await promise.futureResult.get()

@@ -49,6 +49,9 @@ struct BenchIdle: AsyncParsableCommand {
     @Option(help: "With --reconnect: how many storms, one after the other (memory that grows with each is kept by closed sessions).")
     var rounds = 1
 
+    @Option(name: .customLong("in-flight"), help: "Connections opening at a time, a new one starting as each ends: a crowd coming back at once.")
+    var inFlight = 128
+
     @Flag(help: "Also print one JSON object per step (lines starting with {\"bench\":\"idle\").")
     var json = false
 
@@ -56,6 +59,7 @@ struct BenchIdle: AsyncParsableCommand {
         guard !connections.isEmpty, connections.count <= 8, connections.allSatisfy({ $0 > 0 }),
               zip(connections, connections.dropFirst()).allSatisfy({ $0 < $1 })
         else { throw ValidationError("--connections: 1 to 8 steps, each above 0, ascending") }
+        guard (1...1024).contains(inFlight) else { throw ValidationError("--in-flight: 1 to 1024") }
         let limit = Self.openFileLimit()
         guard let last = connections.last, last + 256 <= limit else {
             throw ValidationError("--connections up to \(connections.last ?? 0) needs that many open files and some; this process may open \(limit) (ulimit -n)")
@@ -137,7 +141,7 @@ struct BenchIdle: AsyncParsableCommand {
     private func measure(
         system: String, servers: [(name: String, pid: Int32)], closeAll: @Sendable () -> Void, open: @escaping @Sendable (Int) async throws -> Void
     ) async throws {
-        print("\(System.coreCount) cores, load \(BenchPairs.loadAverage()), settle \(settle) s after each step; servers pinned to CPUs: \(serverCPUs ?? "no")")
+        print("\(System.coreCount) cores, load \(BenchPairs.loadAverage()), settle \(settle) s after each step, \(inFlight) connections opening at a time; servers pinned to CPUs: \(serverCPUs ?? "no")")
         print("memory per connection = growth since before the first connection / connections held; kernel figures count both ends of each loopback connection")
         print("")
         try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
@@ -155,13 +159,13 @@ struct BenchIdle: AsyncParsableCommand {
             }
             let cpuBefore = servers.map { ProcStat.read(pid: $0.pid)?.cpuSeconds ?? 0 }
             let started = BenchClock.now()
-            // 32 handshakes in flight at a time, as a crowd of clients reconnecting would be: a
-            // new one starts as each ends (not in lockstep batches, which left the servers idle
-            // while a batch's slowest finished).
+            // `inFlight` handshakes at a time, as a crowd of clients reconnecting would be: a new
+            // one starts as each ends (not in lockstep batches, which left the servers idle while
+            // a batch's slowest finished).
             let first = opened
             try await withThrowingTaskGroup(of: Void.self) { group in
                 var next = first
-                while next < min(first + 32, target) {
+                while next < min(first + inFlight, target) {
                     group.addTask { [next] in try await open(next) }
                     next += 1
                 }

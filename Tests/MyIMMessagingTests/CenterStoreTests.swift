@@ -70,9 +70,9 @@ struct CenterStoreTests {
             let store = try CenterStore(path: path)
             let failures = FailureCount()
             for index in 0..<50 {
-                await store.recordLastSeen(user: "u\(index)@alpha.example", userID: Int64(index + 1), now: 1_000 + Int64(index)) { _ in failures.add() }
+                store.recordLastSeen(user: "u\(index)@alpha.example", userID: Int64(index + 1), now: 1_000 + Int64(index)) { _ in failures.add() }
             }
-            await store.recordLastSeen(user: "u7@alpha.example", userID: 8, now: 5_000) { _ in failures.add() }
+            store.recordLastSeen(user: "u7@alpha.example", userID: 8, now: 5_000) { _ in failures.add() }
             await store.lastSeenWritten()
             #expect(failures.count == 0)
         }
@@ -86,6 +86,35 @@ struct CenterStoreTests {
         #expect(try await reopened.profile(of: "u7@alpha.example")?.lastSeen == 5_000)
         try await reopened.touch(user: "u7@alpha.example", userID: 8, now: 6_000)
         #expect(try await reopened.profile(of: "u7@alpha.example")?.lastSeen == 6_000)
+    }
+
+    /// Times recorded from many tasks at once, some while a batch is being written and some
+    /// just as the writer finds nothing left, are all written: none is left waiting without a
+    /// writer, and `lastSeenWritten` returns only once each recorded before it is on disk.
+    @Test func lastSeenTimesRecordedWhileWritingAreNeverLeftBehind() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try CenterStore(path: directory.appendingPathComponent("center.sqlite").path)
+        let failures = FailureCount()
+        for round in 0..<20 {
+            await withTaskGroup(of: Void.self) { group in
+                for task in 0..<8 {
+                    group.addTask {
+                        for index in 0..<5 {
+                            let user = "r\(round)t\(task)i\(index)@alpha.example"
+                            store.recordLastSeen(user: user, userID: Int64(1 + round * 40 + task * 5 + index), now: Int64(round)) { _ in failures.add() }
+                            if index == 2 { await Task.yield() }
+                        }
+                    }
+                }
+            }
+            await store.lastSeenWritten()
+            // Everything of this round is written by now, before the next round records more.
+            for task in 0..<8 {
+                #expect(try await store.profile(of: "r\(round)t\(task)i4@alpha.example")?.lastSeen == Int64(round), "round \(round), task \(task)")
+            }
+        }
+        #expect(failures.count == 0)
     }
 
     /// A session's opening read: friends, unread messages in order (at most the limit) and groups.
