@@ -2,7 +2,9 @@
 
 #ifdef __linux__
 
+#include <errno.h>
 #include <limits.h>
+#include <sys/random.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -79,6 +81,21 @@ int myim_aes256gcm_open(const uint8_t key[32], const uint8_t iv[12], const uint8
     return result(transform(ctx, key, iv, aad, aad_length, data, length)
                   && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, (void *)tag) == 1
                   && EVP_CipherFinal_ex(ctx, data + length, &written) == 1);
+}
+
+int myim_random_bytes(uint8_t *out, size_t length) {
+    size_t filled = 0;
+    while (filled < length) {
+        ssize_t got = getrandom(out + filled, length - filled, 0);
+        if (got > 0) {
+            filled += (size_t)got;
+        } else if (got < 0 && errno == EINTR) {
+            continue;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 #endif

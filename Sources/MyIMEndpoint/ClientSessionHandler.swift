@@ -197,9 +197,10 @@ final class ClientSessionHandler: ChannelDuplexHandler {
                 failUnanswered()
             }
         case IdleStateHandler.IdleStateEvent.read:
-            // Reads held back by the endpoint (a busy link, a session not bound yet): the
-            // silence is ours, not the client's. The check fires again in `idleTimeout`.
-            guard !mustHoldReads else { return }
+            // Reads held back by the endpoint (a busy link), or a client waiting for its 42
+            // (a session not bound yet): the silence is ours, not the client's. The check fires
+            // again in `idleTimeout`.
+            guard !mustHoldReads, !awaitingBind else { return }
             let milliseconds = endpoint.configuration.idleTimeout.nanoseconds / 1_000_000
             ended = ended ?? "idle timeout: nothing received for \(milliseconds) ms"
             close(context)
@@ -226,7 +227,10 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Reads wait while packets are held: the client's bytes stay in the kernel.
+    /// Reads wait while packets are held: the client's bytes stay in the kernel. Until then the
+    /// channel keeps reading, so that a session whose client sends nothing while its token is
+    /// checked and its session opened (the usual case) never stops and restarts reading: each
+    /// is an `epoll_ctl` call.
     func read(context: ChannelHandlerContext) {
         if mustHoldReads {
             readDeferred = true
@@ -235,11 +239,18 @@ final class ClientSessionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// The token was sent; the client waits for 42, which comes once the center binds the session.
+    private var awaitingBind: Bool {
+        switch state {
+        case .authenticating, .pending: true
+        default: false
+        }
+    }
+
     private var mustHoldReads: Bool {
         switch state {
         case .handshaking, .awaitingToken, .refused, .closed: false
-        case .authenticating, .pending: true
-        case .bound: !held.isEmpty
+        case .authenticating, .pending, .bound: !held.isEmpty
         }
     }
 

@@ -23,17 +23,24 @@ public struct ClientChannelStateMachine: Sendable {
     private let limits: WireLimits
     private let ephemeralKey: Curve25519.KeyAgreement.PrivateKey
     private let random: [UInt8]
+    private var earlyPackets: [Packet]
 
     /// - Parameters:
+    ///   - earlyPackets: sent right after ClientFinished, in the same write (c2s frames 1, 2,
+    ///     …), before HelloDone arrives (PROTOCOL §5.1): a token (41), so that the session
+    ///     opens a round trip sooner. They are sealed only once ServerVerify has verified, so
+    ///     only the server holding the key the policy accepts can open them.
     ///   - ephemeralKey, random: injectable for test vectors; fresh by default.
     public init(
         policy: ServerKeyPolicy,
         limits: WireLimits = .default,
+        earlyPackets: [Packet] = [],
         ephemeralKey: Curve25519.KeyAgreement.PrivateKey = .init(),
         random: [UInt8] = randomBytes(HandshakeConstants.randomSize)
     ) {
         self.policy = policy
         self.limits = limits
+        self.earlyPackets = earlyPackets
         self.ephemeralKey = ephemeralKey
         self.random = random
     }
@@ -102,6 +109,8 @@ public struct ClientChannelStateMachine: Sendable {
             var sealer = FrameSealer(keys: schedule.clientToServer, limits: limits)
             var out = ByteBuffer()
             try sealer.seal(ClientFinished(verify: schedule.clientVerifyData).packet, into: &out)
+            for packet in earlyPackets { try sealer.seal(packet, into: &out) }
+            earlyPackets = []
             actions.append(.write(out))
             let session = SecureChannelSession(serverKey: serverKey, transcriptHash: transcriptHash, serverKeyFirstSeen: firstSeen)
             state = .awaitingHelloDone(

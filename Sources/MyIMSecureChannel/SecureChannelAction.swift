@@ -1,3 +1,6 @@
+#if canImport(CMyIMAEAD) && os(Linux)
+import CMyIMAEAD
+#endif
 import MyIMWire
 import NIOCore
 
@@ -39,10 +42,18 @@ extension ByteBuffer {
     }
 }
 
-/// `count` bytes from the system's CSPRNG, eight per draw: each draw of
-/// `SystemRandomNumberGenerator` is a `getrandom` call, so a byte per draw made a handshake's
-/// 32-byte random cost 32 system calls.
+/// `count` bytes from the system's CSPRNG: on Linux in one `getrandom` call
+/// (`myim_random_bytes`), elsewhere from `SystemRandomNumberGenerator` (`arc4random` on Apple
+/// platforms). The standard library's generator makes one `getrandom` call per eight bytes on
+/// Linux, four for a handshake's 32-byte random.
 public func randomBytes(_ count: Int) -> [UInt8] {
+    guard count > 0 else { return [] }
+    #if canImport(CMyIMAEAD) && os(Linux)
+    let drawn = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        initialized = myim_random_bytes(buffer.baseAddress, count) == 1 ? count : 0
+    }
+    if drawn.count == count { return drawn }
+    #endif
     var generator = SystemRandomNumberGenerator()
     var bytes: [UInt8] = []
     bytes.reserveCapacity(count + 7)

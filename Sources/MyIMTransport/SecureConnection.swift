@@ -21,11 +21,15 @@ public struct SecureConnection: Sendable {
 public enum SecureClient {
     /// Connects to `host:port`, runs the handshake under `policy`, and returns once it is
     /// established. Throws ``SecureChannelError`` if the server is refused or refuses us.
+    ///
+    /// `earlyPackets` go out with ClientFinished, before HelloDone (a token: its session opens
+    /// a round trip sooner); see ``ClientChannelStateMachine/init(policy:limits:earlyPackets:ephemeralKey:random:)``.
     public static func connect(
         host: String,
         port: Int,
         policy: ServerKeyPolicy,
         limits: WireLimits = .default,
+        earlyPackets: [Packet] = [],
         handshakeTimeout: TimeAmount = .seconds(10),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> (SecureConnection, SecureChannelSession) {
@@ -35,7 +39,8 @@ public enum SecureClient {
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = SecureChannelHandler(
-                        client: ClientChannelStateMachine(policy: policy, limits: limits), handshakeTimeout: handshakeTimeout)
+                        client: ClientChannelStateMachine(policy: policy, limits: limits, earlyPackets: earlyPackets),
+                        handshakeTimeout: handshakeTimeout)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let async = try NIOAsyncChannel<Packet, Packet>(wrappingChannelSynchronously: channel)
                     return SecureConnection(channel: async, session: handler.established)

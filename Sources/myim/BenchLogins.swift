@@ -96,8 +96,8 @@ struct BenchLogins: AsyncParsableCommand {
     }
 
     /// Token reconnects/s: a client that already holds a token (after a network change, or an
-    /// endpoint's 48) connects to an endpoint, completes the Ed25519 handshake, sends 41 and
-    /// waits for 42 and 10 (the center has bound the session), then drops the connection.
+    /// endpoint's 48) connects to an endpoint, completes the Ed25519 handshake with 41 sent along
+    /// with ClientFinished (as the client library does), and waits for 42 and 10 (the center has bound the session), then drops the connection.
     /// Endpoints, center and clients share this process; clients alternate between the two
     /// endpoints.
     private func tokenReconnects() async throws {
@@ -122,13 +122,14 @@ struct BenchLogins: AsyncParsableCommand {
                     while ContinuousClock.now < deadline {
                         let endpoint = index % 2
                         guard let client = try? await BenchClient.connect(
-                            port: cluster.ports[endpoint], fingerprint: cluster.fingerprints[endpoint], user: "rc\(index)")
+                            port: cluster.ports[endpoint], fingerprint: cluster.fingerprints[endpoint], user: "rc\(index)",
+                            token: tokenList[index])
                         else {
                             counts.add(ok: false)
                             continue
                         }
                         do {
-                            try await client.authenticate(token: tokenList[index])
+                            try await client.sessionOpened()
                             counts.add(ok: true)
                         } catch {
                             counts.add(ok: false)

@@ -455,9 +455,9 @@ struct BenchCluster {
     func authenticated(_ user: String, userID: Int64, endpoint index: Int) async throws -> BenchClient {
         let issuer = await TokenIssuer(signingKey: tokenKey, issuer: BenchMessages.issuer)
         let token = try await issuer.issue(address: user, userID: userID, sessionID: UUID().uuidString, device: "sha256:bench", now: Date()).token
-        let client = try await BenchClient.connect(port: ports[index], fingerprint: fingerprints[index], user: user)
+        let client = try await BenchClient.connect(port: ports[index], fingerprint: fingerprints[index], user: user, token: token)
         do {
-            try await client.authenticate(token: token)
+            try await client.sessionOpened()
         } catch {
             client.close()
             throw error
@@ -519,9 +519,12 @@ final class BenchClient: Sendable {
         self.channel = channel
     }
 
-    /// Connects and completes the handshake; no token is sent yet.
-    static func connect(port: Int, fingerprint: KeyFingerprint, user: String) async throws -> BenchClient {
-        let (connection, _) = try await SecureClient.connect(host: "127.0.0.1", port: port, policy: .pinned(fingerprint))
+    /// Connects and completes the handshake. With `token`, 41 goes with ClientFinished, as the
+    /// client library sends it (then ``sessionOpened()`` reads 42 and 10); without, no token is
+    /// sent yet (``authenticate(token:)`` sends one).
+    static func connect(port: Int, fingerprint: KeyFingerprint, user: String, token: String? = nil) async throws -> BenchClient {
+        let early = token.map { [TokenAuth(token: $0, senderCopies: false).packet] } ?? []  // As the reference client.
+        let (connection, _) = try await SecureClient.connect(host: "127.0.0.1", port: port, policy: .pinned(fingerprint), earlyPackets: early)
         let client = BenchClient(user: user, channel: connection.channel.channel)
         await withCheckedContinuation { (ready: CheckedContinuation<Void, Never>) in
             Task { await client.pump(connection.channel, ready: ready) }
@@ -532,6 +535,11 @@ final class BenchClient: Sendable {
     /// Sends 41 and waits (at most 10 s) for 42 then 10.
     func authenticate(token: String) async throws {
         try await send(TokenAuth(token: token, senderCopies: false).packet)  // As the reference client.
+        try await sessionOpened()
+    }
+
+    /// Waits (at most 10 s) for 42 then 10.
+    func sessionOpened() async throws {
         let authOK = try await next(timeout: .seconds(10))
         guard authOK.type == MessageType.authOK.rawValue else {
             throw ValidationError("\(user): expected 42 after token auth, got \(authOK.type): \(authOK.body)")

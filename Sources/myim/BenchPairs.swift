@@ -572,8 +572,9 @@ final class PairsClient: Sendable {
         self.inbox = inbox
     }
 
-    /// Connects, completes the handshake, sends the token and reads 42 then 10 (each within 10 s);
-    /// without a token, stops after the handshake.
+    /// Connects, completes the handshake with the token sent along with ClientFinished (as the
+    /// client library does), and reads 42 then 10 (each within 10 s); without a token, stops
+    /// after the handshake.
     static func connect(port: Int, fingerprint: KeyFingerprint, user: String, token: String?, senderCopies: Bool = false) async throws -> PairsClient {
         let inbox = PacketInbox()
         let (channel, established) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -581,7 +582,9 @@ final class PairsClient: Sendable {
             .connectTimeout(.seconds(10))
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let secure = SecureChannelHandler(client: ClientChannelStateMachine(policy: .pinned(fingerprint)), handshakeTimeout: .seconds(10))
+                    let early = token.map { [TokenAuth(token: $0, senderCopies: senderCopies).packet] } ?? []
+                    let secure = SecureChannelHandler(
+                        client: ClientChannelStateMachine(policy: .pinned(fingerprint), earlyPackets: early), handshakeTimeout: .seconds(10))
                     try channel.pipeline.syncOperations.addHandler(secure)
                     try channel.pipeline.syncOperations.addHandler(PacketInboxHandler(inbox: inbox))
                     return (channel, secure.established)
@@ -590,8 +593,7 @@ final class PairsClient: Sendable {
         let client = PairsClient(user: user, channel: channel, inbox: inbox)
         do {
             _ = try await established.get()
-            guard let token else { return client }
-            client.send(TokenAuth(token: token, senderCopies: senderCopies).packet)
+            guard token != nil else { return client }
             let authOK = try await inbox.next(timeout: .seconds(10), who: user, on: channel.eventLoop)
             guard authOK.type == MessageType.authOK.rawValue else {
                 throw ValidationError("\(user): expected 42 after token auth, got \(authOK.type): \(authOK.body)")

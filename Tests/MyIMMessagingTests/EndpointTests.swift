@@ -322,6 +322,25 @@ import Testing
         }
     }
 
+    /// A client that sent its token and waits quietly for 42 while the center is slow to bind
+    /// its session is not idle: the silence is the endpoint's, and its session opens after.
+    @Test func aClientWaitingForItsSessionIsNotIdle() async throws {
+        try await EndpointHarness.with({ $0.idleTimeout = .milliseconds(300) }) { harness in
+            await harness.center.setMode(.ignoreSessionOpens)
+            let client = try await harness.connect()
+            try await client.send(TokenAuth(token: try await harness.token()))
+            let open = try SessionOpen(packet: try #require(await harness.center.take(.sessionOpen)))
+            try await Task.sleep(for: .seconds(1))  // Over three idle timeouts, waiting for 42.
+            #expect(await client.closed == false, "closed as idle while it waited for its session")
+
+            await harness.center.setMode(.normal)
+            let initial = InitialState(friends: [], groups: [], messages: []).body
+            try await harness.center.send(SessionReady(session: open.info.session, initial: initial))
+            #expect(await client.next()?.type == MessageType.authOK.rawValue)
+            #expect(await client.next()?.type == MessageType.initialState.rawValue)
+        }
+    }
+
     /// A client that sends and closes while the link is congested: the endpoint reads all it
     /// sent at the end of the stream, and relays it ahead of the session's close.
     @Test func whatAClientSentBeforeClosingReachesTheCenterWhileTheLinkIsCongested() async throws {

@@ -33,6 +33,58 @@ struct HandshakeTests {
         _ = try ServerVerify(packet: try Packet(decoding: flight[1]))
     }
 
+    /// A client's early packets (a token) go out with ClientFinished, in the same write, as
+    /// c2s frames 1, 2, …; the server delivers them right after it is established, and the
+    /// channel goes on from there (the next frame is 3, HelloDone still confirms the keys).
+    @Test("early packets go with ClientFinished and are delivered once the server is established", arguments: IdentityKind.allCases)
+    func earlyPacketsGoWithClientFinished(kind: IdentityKind) throws {
+        let early = samplePackets(from: "client").prefix(2).map { $0 }
+        var client = ClientChannelStateMachine(policy: .pinned(kind.key.publicKey.fingerprint), earlyPackets: early)
+        var server = ServerChannelStateMachine(identity: kind.key)
+        let hello = server.feed(client.start().written)
+        let finished = client.feed(hello.written)
+        try #require(finished.kinds == [.write], "\(finished.closeError?.description ?? "")")
+
+        // One write: the server's single read of it yields the handshake's end, then the packets.
+        let atServer = server.feed(finished.written)
+        #expect(atServer.kinds == [.write, .established] + Array(repeating: .deliver, count: early.count))
+        #expect(atServer.delivered == early)
+        #expect(client.isEstablished == false, "established before HelloDone verified")
+
+        let established = client.feed(atServer.written)
+        #expect(established.kinds == [.established])
+        var next = ByteBuffer()
+        let later = Packet(type: 7, body: ["after": .string("the early ones")])
+        try client.seal(later, into: &next)
+        #expect(server.feed(next).delivered == [later], "the client's counter went on past the early packets")
+    }
+
+    /// Early packets are sealed with keys only the pinned server can hold: a client whose
+    /// policy refuses the server's key writes nothing, and a server that cannot verify the
+    /// ClientFinished they came with (other keys) establishes nothing and delivers none of them.
+    @Test("early packets never reach a refused or unverified peer")
+    func earlyPacketsNeverReachARefusedOrUnverifiedPeer() throws {
+        let early = [Packet(type: 41, body: ["token": .string("secret")])]
+        let key = IdentityKind.ed25519.key
+
+        var refusing = ClientChannelStateMachine(policy: .pinned(IdentityKind.rsa.key.publicKey.fingerprint), earlyPackets: early)
+        var server = ServerChannelStateMachine(identity: key)
+        let refused = refusing.feed(server.feed(refusing.start().written).written)
+        #expect(refused.kinds.count == 1 && refused.kinds.allSatisfy(\.isClose), "a refused server key: nothing is written")
+
+        var client = ClientChannelStateMachine(policy: .pinned(key.publicKey.fingerprint), earlyPackets: early)
+        var first = ServerChannelStateMachine(identity: key)
+        let finished = client.feed(first.feed(client.start().written).written)
+        try #require(finished.kinds == [.write])
+        var other = ServerChannelStateMachine(identity: key)
+        var stranger = ClientChannelStateMachine(policy: .pinned(key.publicKey.fingerprint))
+        _ = stranger.feed(other.feed(stranger.start().written).written)
+        let atOther = other.feed(finished.written)
+        #expect(atOther.delivered.isEmpty)
+        #expect(!atOther.kinds.contains(.established))
+        #expect(atOther.kinds.last?.isClose == true)
+    }
+
     @Test("two handshakes never share a transcript", arguments: IdentityKind.allCases)
     func transcriptsDiffer(kind: IdentityKind) throws {
         let first = try Handshake(identity: kind.key)

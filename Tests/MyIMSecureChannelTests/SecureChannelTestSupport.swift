@@ -40,6 +40,11 @@ enum ActionKind: Hashable, Sendable, CustomStringConvertible {
     case deliver
     case close(ErrorCode)
 
+    var isClose: Bool {
+        if case .close = self { return true }
+        return false
+    }
+
     var description: String {
         switch self {
         case .write: "write"

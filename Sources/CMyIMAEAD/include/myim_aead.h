@@ -20,4 +20,9 @@ int myim_aes256gcm_open(const uint8_t key[32], const uint8_t iv[12], const uint8
 /// pays for it when it starts rather than with its first connection. 1 on success.
 int myim_aes256gcm_prepare(void);
 
+/// Fills `length` bytes at `out` from the kernel's CSPRNG with `getrandom(2)`: one system call
+/// for a handshake's 32-byte random, where Swift's `SystemRandomNumberGenerator` makes one per
+/// eight bytes. 1 on success, 0 if the kernel has no `getrandom` (the caller then falls back).
+int myim_random_bytes(uint8_t *out, size_t length);
+
 #endif
