@@ -43,6 +43,125 @@ public struct TokenClaims: JWTPayload, Equatable {
     }
 }
 
+extension TokenClaims {
+    /// The claims of a payload of the shape the login center writes, read in one pass without
+    /// `JSONDecoder` (a remembered token is decoded at every reconnect, and the decoder is most
+    /// of what that costs): one flat object of the seven claims, each once, in any order; the
+    /// four strings without escapes and valid UTF-8, `uid` an integer, `iat` and `exp` plain
+    /// decimal numbers. `nil` for anything else, which `JSONDecoder` then reads (or refuses).
+    /// Only a payload whose signature verified reaches it.
+    init?(plainJSON payload: Data) {
+        let read: TokenClaims?? = payload.withUnsafeBytes { bytes in
+            var reader = PlainClaimsReader(bytes: bytes)
+            return reader.claims()
+        }
+        guard let read, let claims = read else { return nil }
+        self = claims
+    }
+}
+
+/// A cursor over a JSON object of the claims' shape; every method returns nil (or false) at
+/// the first byte it does not expect, leaving the payload to `JSONDecoder`.
+private struct PlainClaimsReader {
+    let bytes: UnsafeRawBufferPointer
+    var index = 0
+
+    init(bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+    }
+
+    mutating func claims() -> TokenClaims? {
+        var issuer, subject, session, device: String?
+        var userID: Int64?
+        var issuedAt, expiration: Double?
+        guard consume(UInt8(ascii: "{")) else { return nil }
+        repeat {
+            guard let key = string(), consume(UInt8(ascii: ":")) else { return nil }
+            switch key {
+            case "iss" where issuer == nil: issuer = string()
+            case "sub" where subject == nil: subject = string()
+            case "sid" where session == nil: session = string()
+            case "dev" where device == nil: device = string()
+            case "uid" where userID == nil: userID = number().flatMap { Int64($0) }
+            case "iat" where issuedAt == nil: issuedAt = number().flatMap { Double($0) }
+            case "exp" where expiration == nil: expiration = number().flatMap { Double($0) }
+            default: return nil  // Unknown or repeated.
+            }
+        } while consume(UInt8(ascii: ","))
+        guard consume(UInt8(ascii: "}")) else { return nil }
+        skipSpace()
+        guard index == bytes.count, let issuer, let subject, let session, let device, let userID, let issuedAt, let expiration,
+              issuedAt.isFinite, expiration.isFinite
+        else { return nil }
+        return TokenClaims(
+            issuer: IssuerClaim(value: issuer), subject: SubjectClaim(value: subject), userID: userID, sessionID: session,
+            deviceHash: device, issuedAt: IssuedAtClaim(value: Date(timeIntervalSince1970: issuedAt)),
+            expiration: ExpirationClaim(value: Date(timeIntervalSince1970: expiration)))
+    }
+
+    private mutating func skipSpace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
+    }
+
+    private mutating func consume(_ byte: UInt8) -> Bool {
+        skipSpace()
+        guard index < bytes.count, bytes[index] == byte else { return false }
+        index += 1
+        return true
+    }
+
+    /// A string without escapes or control characters, valid UTF-8.
+    private mutating func string() -> String? {
+        guard consume(UInt8(ascii: "\"")) else { return nil }
+        let start = index
+        while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+            guard bytes[index] != UInt8(ascii: "\\"), bytes[index] >= 0x20 else { return nil }
+            index += 1
+        }
+        guard index < bytes.count else { return nil }
+        defer { index += 1 }
+        return String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+    }
+
+    /// The text of a JSON number: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    private mutating func number() -> String? {
+        skipSpace()
+        let start = index
+        _ = take(UInt8(ascii: "-"))
+        if !take(UInt8(ascii: "0")) {
+            guard index < bytes.count, (UInt8(ascii: "1")...UInt8(ascii: "9")).contains(bytes[index]) else { return nil }
+            skipDigits()
+        }
+        if take(UInt8(ascii: ".")) {
+            guard skipDigits() else { return nil }
+        }
+        if take(UInt8(ascii: "e")) || take(UInt8(ascii: "E")) {
+            _ = take(UInt8(ascii: "+")) || take(UInt8(ascii: "-"))
+            guard skipDigits() else { return nil }
+        }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+    }
+
+    private mutating func take(_ byte: UInt8) -> Bool {
+        guard index < bytes.count, bytes[index] == byte else { return false }
+        index += 1
+        return true
+    }
+
+    /// Skips digits; whether there was one.
+    @discardableResult
+    private mutating func skipDigits() -> Bool {
+        let start = index
+        while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
+        return index > start
+    }
+}
+
 /// Why a token was refused; each reason has its own ``ErrorCode`` (32x).
 public struct TokenError: Error, Hashable, Sendable, CustomStringConvertible {
     public var code: ErrorCode
@@ -157,10 +276,12 @@ public struct TokenVerifier: Sendable {
 
     private func remembered(_ token: String, key: UInt128, now: Date) throws(TokenError) -> TokenClaims? {
         guard verified.contains(key) else { return nil }
-        // These very bytes verified before: only their payload is decoded again.
+        // These very bytes verified before: only their payload is decoded again, by the plain
+        // reader when it has the login center's shape, else by the JSON decoder.
         let claims: TokenClaims
         do {
-            claims = try payloadDecoder.decode(TokenClaims.self, from: Self.payload(of: token))
+            let payload = try Self.payload(of: token)
+            claims = try TokenClaims(plainJSON: payload) ?? payloadDecoder.decode(TokenClaims.self, from: payload)
         } catch {
             throw TokenError(.tokenMalformed, "the token cannot be decoded: \(Self.reason(error))")
         }
