@@ -38,7 +38,7 @@ struct HandshakeTests {
     /// channel goes on from there (the next frame is 3, HelloDone still confirms the keys).
     @Test("early packets go with ClientFinished and are delivered once the server is established", arguments: IdentityKind.allCases)
     func earlyPacketsGoWithClientFinished(kind: IdentityKind) throws {
-        let early = samplePackets(from: "client").prefix(2).map { $0 }
+        let early = Array(samplePackets(from: "client").prefix(2))
         var client = ClientChannelStateMachine(policy: .pinned(kind.key.publicKey.fingerprint), earlyPackets: early)
         var server = ServerChannelStateMachine(identity: kind.key)
         let hello = server.feed(client.start().written)
