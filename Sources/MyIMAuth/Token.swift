@@ -51,12 +51,12 @@ extension TokenClaims {
     /// decimal numbers. `nil` for anything else, which `JSONDecoder` then reads (or refuses).
     /// Only a payload whose signature verified reaches it.
     init?(plainJSON payload: Data) {
-        let read: TokenClaims?? = payload.withUnsafeBytes { bytes in
+        let read = payload.withUnsafeBytes { bytes -> TokenClaims? in
             var reader = PlainClaimsReader(bytes: bytes)
             return reader.claims()
         }
-        guard let read, let claims = read else { return nil }
-        self = claims
+        guard let read else { return nil }
+        self = read
     }
 }
 

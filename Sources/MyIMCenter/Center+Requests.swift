@@ -38,9 +38,9 @@ extension Center {
             case .removeFromGroup: try await removeFromGroup(RemoveFromGroup(packet: packet), session: request.session, user: user)
             case .addFriend: try await addFriend(AddFriend(packet: packet), session: request.session, user: user)
             case .friendListQuery:
-                await reply(FriendList(friends: try await store.friends(of: user)), to: request.session)
+                await reply(FriendList(friends: try store.friends(of: user)), to: request.session)
             case .friendPresenceQuery:
-                let friends = try await store.friends(of: user)
+                let friends = try store.friends(of: user)
                 await reply(FriendPresenceList(friends: friends.map { presence(of: $0.username) }), to: request.session)
             case .profileQuery:
                 let query = try ProfileQuery(packet: packet)
@@ -220,7 +220,7 @@ extension Center {
     }
 
     private func notifyFriendsOfStatus(user: String, status: PresenceStatus) async {
-        guard let friends = try? await store.friends(of: user) else { return }
+        guard let friends = try? store.friends(of: user) else { return }
         let notice = FriendPresenceNotice(username: user, online: true, status: status, time: configuration.clock())
         for friend in friends {
             if let friendSession = sessionByUser[friend.username] { await reply(notice, to: friendSession) }

@@ -473,7 +473,7 @@ public actor Center {
         if let known {
             friends = known
         } else {
-            guard let read = try? store.friendsNow(of: user) else { return }
+            guard let read = try? store.friends(of: user) else { return }
             friends = read
         }
         let notice = FriendPresenceNotice(username: user, online: online, status: status, time: configuration.clock()).packet

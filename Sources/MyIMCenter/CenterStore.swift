@@ -157,15 +157,12 @@ public final class CenterStore: Sendable {
     }
 
     /// A user's friends with their user ids (0 if never seen) and signatures, by address.
-    public func friends(of user: String) async throws -> [FriendEntry] {
-        try await pool.read { db in try Self.friends(db, of: user) }
-    }
-
-    /// ``friends(of:)`` read on the caller's thread, as ``opening(of:limit:)`` is: for the
-    /// center's actor at every session close, where an `async` read would cost two thread
+    ///
+    /// Read on the caller's thread, as ``opening(of:limit:)`` is: the center's actor asks at
+    /// every session close and status change, where an `async` read would cost two thread
     /// wake-ups for one indexed query. One statement needs no transaction around it (SQLite
     /// reads it from one snapshot), so none is begun and committed.
-    public func friendsNow(of user: String) throws -> [FriendEntry] {
+    public func friends(of user: String) throws -> [FriendEntry] {
         try pool.unsafeRead { db in try Self.friends(db, of: user) }
     }
 
