@@ -47,9 +47,10 @@ public protocol AccountStore: Sendable {
     func account(name: String, domain: String) async throws -> Account?
     /// The user ids of those of `names` that have an account in `domain`, by name.
     func userIDs(names: [String], domain: String) async throws -> [String: Int64]
-    /// Records a successful login from `device` at `source`; returns whether the account had
-    /// never used this device before.
-    func recordLogin(accountID: Int64, device: String, source: String, now: Int64) async throws -> Bool
+    /// Records a successful login of `username` from `device` at `source`, with its audit entry
+    /// (``LoginAuditEntry/Outcome/loggedIn`` or ``LoginAuditEntry/Outcome/newDevice``), in one
+    /// transaction; returns whether the account had never used this device before.
+    func recordLogin(accountID: Int64, username: String, device: String, source: String, now: Int64) async throws -> Bool
     func audit(_ entry: LoginAuditEntry) async throws
     /// The devices an account has used, oldest first.
     func devices(accountID: Int64) async throws -> [String]

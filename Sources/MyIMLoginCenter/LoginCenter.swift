@@ -29,6 +29,10 @@ public struct LoginCenterConfiguration: Sendable {
     /// Seconds, at most 24 h.
     public var tokenLifetime: TimeInterval = maximumTokenLifetime
     public var scrypt: ScryptParameters = .standard
+    /// Hashes run at once: one per event loop, that is one per CPU the process may use (`myim`
+    /// matches its loops to a `taskset` affinity). Two hashes time-sliced on one CPU hold twice the
+    /// memory (16 MiB each) and, measured, finish 2–4 % later than one after the other.
+    public var hashingThreads = NIOSingletons.groupLoopCountSuggestion
     public var rateLimit = LoginRateLimiter.Policy()
     public var handshakeTimeout: TimeAmount = .seconds(10)
     /// Where centers link to the directory; nil: no directory served.
@@ -73,7 +77,7 @@ public final class LoginCenter: Sendable {
         self.configuration = configuration
         self.store = store
         self.logger = logger
-        hasher = PasswordHasher(parameters: configuration.scrypt)
+        hasher = PasswordHasher(parameters: configuration.scrypt, threads: configuration.hashingThreads)
         limiter = LoginRateLimiter(policy: configuration.rateLimit)
         issuer = await TokenIssuer(
             signingKey: configuration.tokenSigningKey, issuer: configuration.issuer, lifetime: configuration.tokenLifetime)
@@ -238,10 +242,8 @@ public final class LoginCenter: Sendable {
                 return try await failedLogin(address: address, device: device, session: session, now: now, logger: logger)
             }
             limiter.recordSuccess(account: address)
-            let newDevice = try await store.recordLogin(accountID: account.id, device: device, source: session.source, now: now)
-            try await store.audit(LoginAuditEntry(
-                time: now, userID: account.id, username: address, source: session.source, device: device,
-                outcome: newDevice ? .newDevice : .loggedIn))
+            let newDevice = try await store.recordLogin(
+                accountID: account.id, username: address, device: device, source: session.source, now: now)
             let sessionID = randomBytes(16).hexString
             let (token, claims) = try await issuer.issue(
                 address: address, userID: account.id, sessionID: sessionID, device: device,

@@ -71,7 +71,8 @@ public final class SQLiteAccountStore: AccountStore {
 
     public func account(name: String, domain: String) async throws -> Account? {
         try await pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM account WHERE name = ? AND domain = ?", arguments: [name, domain]) else {
+            let statement = try db.cachedStatement(sql: "SELECT * FROM account WHERE name = ? AND domain = ?")
+            guard let row = try Row.fetchOne(statement, arguments: [name, domain]) else {
                 return nil
             }
             let credential = PasswordCredential(
@@ -99,30 +100,34 @@ public final class SQLiteAccountStore: AccountStore {
         }
     }
 
-    public func recordLogin(accountID: Int64, device: String, source: String, now: Int64) async throws -> Bool {
+    public func recordLogin(accountID: Int64, username: String, device: String, source: String, now: Int64) async throws -> Bool {
         try await pool.write { db in
-            try db.execute(sql: "UPDATE account SET last_login = ? WHERE id = ?", arguments: [now, accountID])
-            let known = try Row.fetchOne(
-                db, sql: "SELECT 1 FROM device WHERE account_id = ? AND fingerprint = ?", arguments: [accountID, device]) != nil
-            if known {
-                try db.execute(
-                    sql: "UPDATE device SET last_seen = ?, last_address = ? WHERE account_id = ? AND fingerprint = ?",
-                    arguments: [now, source, accountID, device])
-            } else {
-                try db.execute(
-                    sql: "INSERT INTO device (account_id, fingerprint, first_seen, last_seen, last_address) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [accountID, device, now, now, source])
+            try db.cachedStatement(sql: "UPDATE account SET last_login = ? WHERE id = ?").execute(arguments: [now, accountID])
+            try db.cachedStatement(sql: "UPDATE device SET last_seen = ?, last_address = ? WHERE account_id = ? AND fingerprint = ?")
+                .execute(arguments: [now, source, accountID, device])
+            let known = db.changesCount > 0
+            if !known {
+                try db.cachedStatement(
+                    sql: "INSERT INTO device (account_id, fingerprint, first_seen, last_seen, last_address) VALUES (?, ?, ?, ?, ?)"
+                ).execute(arguments: [accountID, device, now, now, source])
             }
+            try Self.insert(
+                LoginAuditEntry(
+                    time: now, userID: accountID, username: username, source: source, device: device,
+                    outcome: known ? .loggedIn : .newDevice),
+                into: db)
             return !known
         }
     }
 
     public func audit(_ entry: LoginAuditEntry) async throws {
-        try await pool.write { db in
-            try db.execute(
-                sql: "INSERT INTO login_audit (time, account_id, username, source, device, outcome, code) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                arguments: [entry.time, entry.userID, entry.username, entry.source, entry.device, entry.outcome.rawValue, entry.code])
-        }
+        try await pool.write { db in try Self.insert(entry, into: db) }
+    }
+
+    private static func insert(_ entry: LoginAuditEntry, into db: Database) throws {
+        try db.cachedStatement(
+            sql: "INSERT INTO login_audit (time, account_id, username, source, device, outcome, code) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ).execute(arguments: [entry.time, entry.userID, entry.username, entry.source, entry.device, entry.outcome.rawValue, entry.code])
     }
 
     public func devices(accountID: Int64) async throws -> [String] {

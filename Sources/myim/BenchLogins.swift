@@ -1,82 +1,179 @@
 import ArgumentParser
 import Crypto
 import Foundation
-import Logging
-import MyIMAuth
+import MyIMBench
 import MyIMLoginCenter
 import MyIMSecureChannel
 import MyIMTransport
 import MyIMWire
 import NIOCore
-import NIOPosix
 import Synchronization
 
-/// `myim bench logins`: full logins/s against an in-process login center on 127.0.0.1, next
-/// to the bound that scrypt sets on this machine, measured in the same run.
+/// `myim bench logins`: full logins/s against the login center, next to the bound that scrypt
+/// sets on the same CPUs, and token reconnects/s against the endpoints.
 ///
-/// A full login is what a client does from nothing: TCP connect, the secure-channel
-/// handshake (RSA-2048 identity), message 1, the scrypt check, the SQLite writes (device,
-/// audit), the token and the signed server list in message 9.
+/// The servers run as processes (``BenchServers``, the login center with an RSA-2048 identity as
+/// in a default cluster); with `--server-cpus` they are pinned there, and the clients stay on the
+/// CPUs this process was given. A full login is what a client does from nothing: TCP connect,
+/// the secure-channel handshake, message 1, the scrypt check, the SQLite writes (device, audit),
+/// the token and the signed server list in message 9.
+///
+/// The bound is scrypt hashes/s run as the login center runs them (one per CPU it may use), in a
+/// child process pinned like the servers. The VM this runs on changes speed within minutes, so
+/// the bound and the logins are measured in alternating slices (`--rounds` of each) and the
+/// ratio is of their sums; the CPU the login center spends per login, against the CPU of a hash,
+/// gives the same ratio without the clock.
 struct BenchLogins: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logins",
-        abstract: "Full logins/s against an in-process login center, and the scrypt bound (build with -c release)."
+        abstract: "Full logins/s against the login center next to the scrypt bound, and token reconnects/s (build with -c release)."
     )
 
-    @Option(help: "Seconds to spend on each measurement.")
-    var seconds: Double = 5
+    @Option(help: "Seconds of each slice: each round measures the bound for this long, then the logins.")
+    var seconds: Double = 1
+
+    @Option(help: "Rounds of alternating slices (bound, logins): short slices, often alternated, see the same machine.")
+    var rounds: Int = 8
+
+    @Option(name: .customLong("reconnect-seconds"), help: "Seconds of token reconnects.")
+    var reconnectSeconds: Double = 5
 
     @Option(help: "Concurrent clients.")
     var clients: Int = 16
 
-    func run() async throws {
+    @Option(name: .customLong("server-cpus"), help: "Pin the servers and the bound's hashing to these CPUs with taskset (a taskset list, e.g. 0).")
+    var serverCPUs: String?
+
+    @Flag(name: .customLong("bound-only"), help: "Only measure the bound in this process: scrypt hashes/s, one hash per CPU it may use.")
+    var boundOnly = false
+
+    @Flag(help: "Also print the figures as one JSON object (a line starting with {\"bench\":\"logins\" or {\"bench\":\"scrypt\").")
+    var json = false
+
+    func validate() throws {
         guard seconds > 0, seconds <= 120 else { throw ValidationError("--seconds must be in (0, 120]") }
+        guard reconnectSeconds > 0, reconnectSeconds <= 120 else { throw ValidationError("--reconnect-seconds must be in (0, 120]") }
+        guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be 1...50") }
         guard (1...1000).contains(clients) else { throw ValidationError("--clients must be 1...1000") }
+    }
+
+    func run() async throws {
+        if boundOnly {
+            let bound = try await Self.scryptBound(seconds: seconds)
+            if json {
+                print(#"{"bench":"scrypt","hashes":\#(bound.hashes),"seconds":\#(bound.seconds),"cpu_seconds":\#(bound.cpuSeconds)}"#)
+            } else {
+                row("scrypt hashes (the bound)", String(format: "%.1f /s", Double(bound.hashes) / bound.seconds))
+            }
+            return
+        }
         #if DEBUG
-        print("note: this is a debug build; run `swift run -c release myim bench logins` for real figures\n")
+        print("note: this is a debug build; run `swift build -c release --product myim` and `.build/release/myim bench logins` for real figures\n")
         #endif
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-bench-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let identity = try ServerIdentityKey.generateRSA()
-        let configuration = LoginCenterConfiguration(
-            host: "127.0.0.1", port: 0, identity: identity, servers: ["bench.example": []], defaultDomain: "bench.example",
-            databasePath: directory.appendingPathComponent("login.sqlite").path, tokenSigningKey: Curve25519.Signing.PrivateKey(),
-            issuer: "myim:bench")
-        var logger = Logger(label: "myim.bench")
-        logger.logLevel = .warning
-        let center = await LoginCenter(
-            configuration: configuration, store: try SQLiteAccountStore(path: configuration.databasePath), logger: logger)
-        let listener = try await center.bind()
-        let port = listener.channel.localAddress?.port ?? 0
-        let server = Task { try await center.serve(listener) }
-        defer { server.cancel() }
+        let servers = try await BenchServers.start(
+            links: "tls", cpus: serverCPUs, maxConnectionsPerSource: clients * 4 + 64, loginIdentity: .rsa)
+        do {
+            try await measure(servers)
+        } catch {
+            await servers.stop()
+            throw error
+        }
+        await servers.stop()
+    }
 
-        print("MyIM login center, \(System.coreCount) cores, \(clients) clients, \(seconds) s per row, scrypt N=2^14 r=8 p=1")
-        let bound = try await scryptBound()
-        row("scrypt hashes, all cores (the bound)", String(format: "%.1f /s", bound))
-
-        let fingerprint = identity.publicKey.fingerprint
+    private func measure(_ servers: BenchServers) async throws {
+        guard let login = servers.servers.first(where: { $0.name == "login" }) else { throw ValidationError("no login center was started") }
+        print("MyIM login center (pid \(login.pid), RSA-2048 identity) on CPUs \(serverCPUs ?? "any"), \(clients) clients, "
+            + "\(rounds) rounds of \(seconds) s for the bound and for the logins, scrypt N=2^14 r=8 p=1")
+        fflush(nil)
         let password = "bench-password-1"
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<clients {
                 group.addTask {
-                    try await Self.withConnection(port: port, fingerprint: fingerprint) { request in
-                        _ = try await request(Register(username: "user\(index)", password: password).packet)
+                    try await Self.withConnection(port: servers.loginPort, fingerprint: servers.loginFingerprint) { request in
+                        let reply = try await request(Register(username: "user\(index)", password: password).packet)
+                        guard reply.type == MessageType.registerOK.rawValue else {
+                            throw ValidationError("registering user\(index) failed: \(reply.type) \(reply.body)")
+                        }
                     }
                 }
             }
             try await group.waitForAll()
         }
 
+        var bound = BoundSlice(hashes: 0, seconds: 0, cpuSeconds: 0)
+        var logins = 0
+        var loginSeconds = 0.0
+        var loginCPU = 0.0
+        var ratios: [Double] = []
+        var failed = 0
+        for _ in 0..<rounds {
+            let slice = try await boundSlice()
+            bound.hashes += slice.hashes
+            bound.seconds += slice.seconds
+            bound.cpuSeconds += slice.cpuSeconds
+            let meter = CPUMeter(pid: login.pid)
+            let counts = try await loginSlice(servers, password: password)
+            guard let span = meter.span() else { throw ValidationError("the login center's CPU time could not be read") }
+            guard servers.allRunning else { throw ValidationError("a MyIM server exited during the run; see its lines above") }
+            logins += counts.ok
+            failed += counts.failed
+            loginSeconds += span.wallSeconds
+            loginCPU += span.cpuSeconds
+            ratios.append((Double(counts.ok) / span.wallSeconds) / (Double(slice.hashes) / slice.seconds))
+        }
+        let boundRate = Double(bound.hashes) / bound.seconds
+        let loginRate = Double(logins) / loginSeconds
+        let hashCPU = bound.cpuSeconds / Double(max(1, bound.hashes))
+        let cpuPerLogin = loginCPU / Double(max(1, logins))
+        row("scrypt hashes (the bound)", String(format: "%.1f /s", boundRate))
+        row("full logins (connect + handshake + login)", String(format: "%.1f /s", loginRate))
+        let sorted = ratios.sorted()
+        let median = (sorted[(sorted.count - 1) / 2] + sorted[sorted.count / 2]) / 2
+        row("full logins / scrypt bound", String(format: "%.1f %%", 100 * loginRate / boundRate)
+            + String(format: "  (median of the rounds %.1f %%: ", 100 * median)
+            + ratios.map { String(format: "%.1f", 100 * $0) }.joined(separator: ", ") + ")")
+        row("CPU per hash (bound)", String(format: "%.2f ms", 1000 * hashCPU))
+        row("login center CPU per login", String(format: "%.2f ms", 1000 * cpuPerLogin)
+            + String(format: "  (%.2f cores busy; a hash is %.1f %% of it)", loginCPU / loginSeconds, 100 * hashCPU / cpuPerLogin))
+        if failed > 0 { print("failed logins: \(failed)") }
+        let reconnects = try await tokenReconnects(servers)
+        if json {
+            print(#"{"bench":"logins","bound_per_s":\#(boundRate),"logins_per_s":\#(loginRate),"median_round_ratio":\#(median),"#
+                + #""logins":\#(logins),"failed":\#(failed),"#
+                + #""cpu_per_hash_ms":\#(1000 * hashCPU),"cpu_per_login_ms":\#(1000 * cpuPerLogin),"#
+                + #""reconnects_per_s":\#(reconnects.rate),"reconnects":\#(reconnects.ok),"reconnects_failed":\#(reconnects.failed)}"#)
+        }
+    }
+
+    /// One slice of the bound: the hashing runs in a child process pinned as the servers are.
+    private func boundSlice() async throws -> BoundSlice {
+        var command = [ClusterCommand.Up.ownExecutable(), "bench", "logins", "--bound-only", "--json", "--seconds", String(seconds)]
+        if let serverCPUs {
+            guard let taskset = MosquittoServer.locateTaskset() else { throw ValidationError("--server-cpus needs taskset (util-linux)") }
+            command = [taskset, "-c", serverCPUs] + command
+        }
+        let output = try await Self.output(of: command)
+        for line in output.split(separator: "\n") where line.hasPrefix(#"{"bench":"scrypt""#) {
+            if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+               let hashes = object["hashes"] as? Int, let elapsed = object["seconds"] as? Double, let cpu = object["cpu_seconds"] as? Double,
+               hashes > 0, elapsed > 0 {
+                return BoundSlice(hashes: hashes, seconds: elapsed, cpuSeconds: cpu)
+            }
+        }
+        throw ValidationError("the bound's process printed no figure:\n\(output)")
+    }
+
+    /// One slice of full logins: every client logs in again and again until the slice ends.
+    private func loginSlice(_ servers: BenchServers, password: String) async throws -> (ok: Int, failed: Int) {
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         let counts = Counters()
-        let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<clients {
                 group.addTask {
                     let device = "sha256:" + SHA256.hash(data: Data("bench-\(index)".utf8)).hexString
                     while ContinuousClock.now < deadline {
-                        try await Self.withConnection(port: port, fingerprint: fingerprint) { request in
+                        try await Self.withConnection(port: servers.loginPort, fingerprint: servers.loginFingerprint) { request in
                             let reply = try await request(Login(username: "user\(index)", password: password, device: device).packet)
                             counts.add(ok: reply.type == MessageType.loginOK.rawValue)
                         }
@@ -85,36 +182,22 @@ struct BenchLogins: AsyncParsableCommand {
             }
             try await group.waitForAll()
         }
-        let elapsed = ContinuousClock.now - start
-        let perSecond = Double(counts.ok) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-        row("full logins (connect + handshake + login)", String(format: "%.1f /s", perSecond))
-        row("full logins / scrypt bound", String(format: "%.1f %%", 100 * perSecond / bound))
-        let failed = counts.failed
-        if failed > 0 { print("failed logins: \(failed)") }
-        try await center.shutdown()
-        try await tokenReconnects()
+        return (counts.ok, counts.failed)
     }
 
     /// Token reconnects/s: a client that already holds a token (after a network change, or an
     /// endpoint's 48) connects to an endpoint, completes the Ed25519 handshake with 41 sent along
-    /// with ClientFinished (as the client library does), and waits for 42 and 10 (the center has bound the session), then drops the connection.
-    /// Endpoints, center and clients share this process; clients alternate between the two
-    /// endpoints.
-    private func tokenReconnects() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-bench-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let cluster = try await BenchCluster.start(directory: directory, maxConnectionsPerSource: clients * 4 + 64)
-        let issuer = await TokenIssuer(signingKey: cluster.tokenKey, issuer: BenchMessages.issuer)
+    /// with ClientFinished (as the client library does), and waits for 42 and 10 (the center has
+    /// bound the session), then drops the connection. Clients alternate between the two endpoints.
+    private func tokenReconnects(_ servers: BenchServers) async throws -> (rate: Double, ok: Int, failed: Int) {
         var tokens: [String] = []
         for index in 0..<clients {
-            tokens.append(try await issuer.issue(
-                address: "rc\(index)@\(BenchMessages.domain)", userID: Int64(500_000 + index), sessionID: "rc-\(index)",
-                device: "sha256:bench", now: Date()).token)
+            tokens.append(try await servers.token(for: "rc\(index)@\(BenchMessages.domain)", userID: Int64(500_000 + index)))
         }
         let tokenList = tokens
         let counts = Counters()
-        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        let meters = servers.meters().filter { $0.name != "login" }
+        let deadline = ContinuousClock.now + .milliseconds(Int64(reconnectSeconds * 1000))
         let start = ContinuousClock.now
         await withTaskGroup(of: Void.self) { group in
             for index in 0..<clients {
@@ -122,8 +205,8 @@ struct BenchLogins: AsyncParsableCommand {
                     while ContinuousClock.now < deadline {
                         let endpoint = index % 2
                         guard let client = try? await BenchClient.connect(
-                            port: cluster.ports[endpoint], fingerprint: cluster.fingerprints[endpoint], user: "rc\(index)",
-                            token: tokenList[index])
+                            port: servers.endpointPorts[endpoint], fingerprint: servers.fingerprints[endpoint],
+                            user: "rc\(index)", token: tokenList[index])
                         else {
                             counts.add(ok: false)
                             continue
@@ -141,24 +224,36 @@ struct BenchLogins: AsyncParsableCommand {
         }
         let elapsed = ContinuousClock.now - start
         let perSecond = Double(counts.ok) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-        row("token reconnects (handshake + 41 → 42, 10)", String(format: "%.0f /s", perSecond))
+        let serverCPU = meters.compactMap { $0.meter.span()?.cpuSeconds }.reduce(0, +)
+        row("token reconnects (handshake + 41 → 42, 10)", String(format: "%.0f /s", perSecond)
+            + String(format: "  (servers' CPU %.0f µs each)", 1e6 * serverCPU / Double(max(1, counts.ok))))
         if counts.failed > 0 { print("failed reconnects: \(counts.failed)") }
-        await cluster.stop()
+        return (perSecond, counts.ok, counts.failed)
     }
 
     private func row(_ name: String, _ value: String) {
         print(name.padding(toLength: 44, withPad: " ", startingAt: 0) + String(repeating: " ", count: max(0, 12 - value.count)) + value)
     }
 
-    /// scrypt hashes per second with every core busy, as the login center runs them.
-    private func scryptBound() async throws -> Double {
-        let hasher = PasswordHasher(parameters: .standard)
+    /// Hashes, wall seconds and this process's CPU seconds of one slice of the bound.
+    struct BoundSlice {
+        var hashes: Int
+        var seconds: Double
+        var cpuSeconds: Double
+    }
+
+    /// scrypt hashes for `seconds`, one at a time on each CPU this process may use, as the login
+    /// center runs them (``LoginCenterConfiguration/hashingThreads``).
+    private static func scryptBound(seconds: Double) async throws -> BoundSlice {
+        let threads = NIOSingletons.groupLoopCountSuggestion
+        let hasher = PasswordHasher(parameters: .standard, threads: threads)
         defer { Task { try? await hasher.shutdown() } }
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         let count = Counters()
+        let meter = CPUMeter()
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<System.coreCount {
+            for _ in 0..<threads {
                 group.addTask {
                     while ContinuousClock.now < deadline {
                         _ = try await hasher.makeCredential(password: "bench-password-1")
@@ -169,7 +264,40 @@ struct BenchLogins: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let elapsed = ContinuousClock.now - start
-        return Double(count.ok) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return BoundSlice(
+            hashes: count.ok, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+            cpuSeconds: meter.span()?.cpuSeconds ?? 0)
+    }
+
+    /// Runs `command` to its end and returns what it printed (stdout and stderr).
+    private static func output(of command: [String]) async throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let collected = Locked<[UInt8]>([])
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if data.isEmpty { handle.readabilityHandler = nil } else { collected.withLock { $0.append(contentsOf: data) } }
+        }
+        try await withCheckedThrowingContinuation { (exited: CheckedContinuation<Void, any Error>) in
+            process.terminationHandler = { _ in exited.resume() }
+            do {
+                try process.run()
+                BenchChildren.adopt(process.processIdentifier)  // Killed if the bench is interrupted.
+            } catch {
+                process.terminationHandler = nil
+                exited.resume(throwing: error)
+            }
+        }
+        BenchChildren.release(process.processIdentifier)
+        let rest = pipe.fileHandleForReading.readDataToEndOfFile()
+        pipe.fileHandleForReading.readabilityHandler = nil
+        let text = String(decoding: collected.withLock { $0 } + Array(rest), as: UTF8.self)
+        guard process.terminationStatus == 0 else { throw ValidationError("\(command.joined(separator: " ")) failed:\n\(text)") }
+        return text
     }
 
     /// One connection: `body` gets a request function that sends a packet and returns the reply.

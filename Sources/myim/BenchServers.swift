@@ -31,19 +31,24 @@ final class BenchServers: Sendable {
     /// The endpoints' client ports and identity fingerprints, in ``endpointNames`` order.
     let endpointPorts: [Int]
     let fingerprints: [KeyFingerprint]
+    /// The login center's client port and identity fingerprint.
+    let loginPort: Int
+    let loginFingerprint: KeyFingerprint
     let issuer: TokenIssuer
     let cpus: String?
     private let supervisor: Supervisor
     private let redisURL: String
 
     private init(
-        directory: URL, servers: [Server], endpointPorts: [Int], fingerprints: [KeyFingerprint], issuer: TokenIssuer, cpus: String?,
-        supervisor: Supervisor, redisURL: String
+        directory: URL, servers: [Server], endpointPorts: [Int], fingerprints: [KeyFingerprint], loginPort: Int,
+        loginFingerprint: KeyFingerprint, issuer: TokenIssuer, cpus: String?, supervisor: Supervisor, redisURL: String
     ) {
         self.directory = directory
         self.servers = servers
         self.endpointPorts = endpointPorts
         self.fingerprints = fingerprints
+        self.loginPort = loginPort
+        self.loginFingerprint = loginFingerprint
         self.issuer = issuer
         self.cpus = cpus
         self.supervisor = supervisor
@@ -55,7 +60,10 @@ final class BenchServers: Sendable {
 
     /// Starts everything, or stops what it started and throws. `maxConnectionsPerSource` lifts the
     /// endpoints' per-address limit, since every bench client comes from 127.0.0.1.
-    static func start(links: String, cpus: String?, maxConnectionsPerSource: Int, logLevel: String = "warning") async throws -> BenchServers {
+    /// `loginIdentity` is the login center's key (`rsa` as a cluster's default, or `ed25519`).
+    static func start(
+        links: String, cpus: String?, maxConnectionsPerSource: Int, loginIdentity: IdentityKeyKind = .ed25519, logLevel: String = "warning"
+    ) async throws -> BenchServers {
         guard links == "tls" || links == "plain" else { throw ValidationError("links must be tls or plain") }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-bench-servers-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -66,7 +74,7 @@ final class BenchServers: Sendable {
             let ports = try await distinctFreePorts(9)
             redisURL = "redis://127.0.0.1:\(ports[0])/0"
             let topologyPath = directory.appendingPathComponent("topology.yaml").path
-            try topologyText(ports: ports, links: links, logLevel: logLevel).write(toFile: topologyPath, atomically: true, encoding: .utf8)
+            try topologyText(ports: ports, links: links, loginIdentity: loginIdentity, logLevel: logLevel).write(toFile: topologyPath, atomically: true, encoding: .utf8)
             let topology = try Topology.load(path: topologyPath)
             _ = try ClusterKeys.initialize(for: topology)
             let keys = ClusterKeys(topology: topology)
@@ -113,8 +121,9 @@ final class BenchServers: Sendable {
             let fingerprints = try endpointNames.map { try keys.identityPublicKey(for: $0).fingerprint }
             let issuer = await TokenIssuer(signingKey: try keys.tokenSigningKey(), issuer: "myim:bench")
             return BenchServers(
-                directory: directory, servers: servers, endpointPorts: [ports[3], ports[4]], fingerprints: fingerprints, issuer: issuer,
-                cpus: cpus, supervisor: supervisor, redisURL: redisURL)
+                directory: directory, servers: servers, endpointPorts: [ports[3], ports[4]], fingerprints: fingerprints,
+                loginPort: ports[1], loginFingerprint: try keys.identityPublicKey(for: "login").fingerprint, issuer: issuer, cpus: cpus,
+                supervisor: supervisor, redisURL: redisURL)
         } catch {
             await ClusterCommand.Up.stop(supervisor, redis: redisURL.isEmpty ? nil : redisURL)
             for server in servers { BenchChildren.release(server.pid) }
@@ -143,7 +152,7 @@ final class BenchServers: Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    private static func topologyText(ports: [Int], links: String, logLevel: String) -> String {
+    private static func topologyText(ports: [Int], links: String, loginIdentity: IdentityKeyKind, logLevel: String) -> String {
         """
         # Written by myim bench: removed when the bench ends.
         cluster: bench
@@ -157,7 +166,7 @@ final class BenchServers: Sendable {
           name: login
           listen: 127.0.0.1:\(ports[1])
           directory: 127.0.0.1:\(ports[5])
-          identity: ed25519
+          identity: \(loginIdentity.rawValue)
         domains:
           - name: \(domain)
             center:

@@ -160,8 +160,12 @@ struct LoginCenterTests {
                 let phone = try LoginOK(packet: try await login(connection, "frank", device: testDevice("phone")))
                 #expect(first.newDevice && !again.newDevice && phone.newDevice)
                 #expect(try await center.store.devices(accountID: account.userID) == [testDevice("laptop"), testDevice("phone")])
-                let outcomes = try await center.store.auditLog().map(\.outcome)
-                #expect(outcomes == [.registered, .newDevice, .loggedIn, .newDevice])
+                let audit = try await center.store.auditLog()
+                #expect(audit.map(\.outcome) == [.registered, .newDevice, .loggedIn, .newDevice])
+                // Each login's entry names the account, the address and the device it came from.
+                #expect(audit.dropFirst().map(\.userID) == [account.userID, account.userID, account.userID])
+                #expect(audit.dropFirst().map(\.username) == Array(repeating: account.username, count: 3))
+                #expect(audit.dropFirst().map(\.device) == [testDevice("laptop"), testDevice("laptop"), testDevice("phone")])
             }
         }
     }

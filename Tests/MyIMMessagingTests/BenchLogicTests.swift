@@ -273,27 +273,38 @@ struct BenchLogicTests {
         #expect(recorder.strays == 1)
     }
 
-    // MARK: - Smoke runs of `myim bench pairs`
+    // MARK: - Smoke runs
 
-    /// The JSON lines of a tiny `myim bench pairs` run (the debug binary beside the tests).
-    private static func runPairs(_ arguments: [String]) async throws -> [[String: Any]] {
+    /// What `myim bench <arguments>` printed (the debug binary beside the tests), once it has
+    /// exited with status 0 within `limit`.
+    private static func runBench(_ arguments: [String], limit: Duration = .seconds(60)) async throws -> String {
         let binary = try MyIMExecutable.locate()
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("bench-pairs-\(UUID().uuidString).log").path
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(arguments[0])-\(UUID().uuidString).log").path
         defer { try? FileManager.default.removeItem(atPath: log) }
-        let child = try ChildProcess(
-            name: "myim bench pairs", executable: binary,
-            arguments: ["bench", "pairs", "--seconds", "1", "--pairs", "2", "--window", "2", "--rate", "200", "--json"] + arguments,
-            logPath: log)
-        guard await child.waitForExit(timeout: .seconds(60)) else {
+        let child = try ChildProcess(name: "myim bench \(arguments[0])", executable: binary, arguments: ["bench"] + arguments, logPath: log)
+        guard await child.waitForExit(timeout: limit) else {
             await child.stop()
-            throw ProcessTestError("myim bench pairs did not end within 60 s:\n\(child.output)")
+            throw ProcessTestError("myim bench \(arguments[0]) did not end within \(limit):\n\(child.output)")
         }
         let output = child.output
         #expect(child.terminationStatus == 0, "\(output)")
-        #expect(!output.contains("errors:"), "\(output)")
-        return output.split(separator: "\n").filter { $0.hasPrefix("{\"bench\":\"pairs\"") }.compactMap {
+        return output
+    }
+
+    /// The JSON objects of the lines starting with `{"bench":"<name>"`.
+    private static func jsonLines(_ output: String, bench name: String) -> [[String: Any]] {
+        output.split(separator: "\n").filter { $0.hasPrefix("{\"bench\":\"\(name)\"") }.compactMap {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
         }
+    }
+
+    // MARK: - Smoke runs of `myim bench pairs`
+
+    /// The JSON lines of a tiny `myim bench pairs` run.
+    private static func runPairs(_ arguments: [String]) async throws -> [[String: Any]] {
+        let output = try await runBench(["pairs", "--seconds", "1", "--pairs", "2", "--window", "2", "--rate", "200", "--json"] + arguments)
+        #expect(!output.contains("errors:"), "\(output)")
+        return jsonLines(output, bench: "pairs")
     }
 
     private static func checkPhases(_ phases: [[String: Any]], system: String, expected: [String]) {
@@ -344,16 +355,7 @@ struct BenchLogicTests {
     /// Every row of `myim bench core` is printed with a rate above zero: handshakes, frames and
     /// the wire codec's rows, each run at least once (the debug binary beside the tests).
     @Test func coreSmoke() async throws {
-        let binary = try MyIMExecutable.locate()
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("bench-core-\(UUID().uuidString).log").path
-        defer { try? FileManager.default.removeItem(atPath: log) }
-        let child = try ChildProcess(name: "myim bench core", executable: binary, arguments: ["bench", "core", "--seconds", "0.05"], logPath: log)
-        guard await child.waitForExit(timeout: .seconds(60)) else {
-            await child.stop()
-            throw ProcessTestError("myim bench core did not end within 60 s:\n\(child.output)")
-        }
-        let output = child.output
-        #expect(child.terminationStatus == 0, "\(output)")
+        let output = try await Self.runBench(["core", "--seconds", "0.05"])
         let rows = [
             "handshake, both sides (RSA-2048 PSS)", "handshake, server side only (RSA-2048 PSS)",
             "handshake, both sides (Ed25519)", "handshake, server side only (Ed25519)",
@@ -368,23 +370,31 @@ struct BenchLogicTests {
         }
     }
 
+    // MARK: - Smoke run of `myim bench logins`
+
+    /// Two clients log in against the login center's process in two rounds of slices, between
+    /// slices of the bound in a child process, then reconnect with tokens: every figure is there,
+    /// above zero, and nothing failed.
+    @Test func loginsSmoke() async throws {
+        let output = try await Self.runBench(
+            ["logins", "--seconds", "0.3", "--rounds", "2", "--reconnect-seconds", "0.3", "--clients", "2", "--json"], limit: .seconds(120))
+        let figures = try #require(Self.jsonLines(output, bench: "logins").first, "\(output)")
+        let line = "\(figures)"
+        for key in ["bound_per_s", "logins_per_s", "median_round_ratio", "cpu_per_hash_ms", "cpu_per_login_ms", "reconnects_per_s"] {
+            #expect((figures[key] as? Double ?? 0) > 0, "\(key): \(line)")
+        }
+        // Each of the 2 clients logs in at least once per round.
+        #expect((figures["logins"] as? Int ?? 0) >= 4, "\(line)")
+        #expect((figures["reconnects"] as? Int ?? 0) >= 2, "\(line)")
+        #expect(figures["failed"] as? Int == 0 && figures["reconnects_failed"] as? Int == 0, "\(line)")
+        #expect(output.contains("full logins / scrypt bound"), "\(output)")
+    }
+
     // MARK: - Smoke runs of `myim bench idle`
 
     private static func runIdle(_ arguments: [String]) async throws -> [[String: Any]] {
-        let binary = try MyIMExecutable.locate()
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("bench-idle-\(UUID().uuidString).log").path
-        defer { try? FileManager.default.removeItem(atPath: log) }
-        let child = try ChildProcess(
-            name: "myim bench idle", executable: binary,
-            arguments: ["bench", "idle", "--connections", "3", "--connections", "8", "--settle", "0.2", "--json"] + arguments, logPath: log)
-        guard await child.waitForExit(timeout: .seconds(60)) else {
-            await child.stop()
-            throw ProcessTestError("myim bench idle did not end within 60 s:\n\(child.output)")
-        }
-        #expect(child.terminationStatus == 0, "\(child.output)")
-        return child.output.split(separator: "\n").filter { $0.hasPrefix("{\"bench\":\"idle\"") }.compactMap {
-            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
-        }
+        let output = try await runBench(["idle", "--connections", "3", "--connections", "8", "--settle", "0.2", "--json"] + arguments)
+        return jsonLines(output, bench: "idle")
     }
 
     /// Each step reports the connections held, how fast they opened, and every server's memory;
