@@ -390,6 +390,37 @@ struct BenchLogicTests {
         #expect(output.contains("full logins / scrypt bound"), "\(output)")
     }
 
+    // MARK: - Smoke runs of `myim bench group` and `myim bench messages`
+
+    /// The value of the row starting with `name`: the number after the label, before its unit.
+    private static func rowNumber(_ output: String, _ name: String) -> Double? {
+        guard let line = output.split(separator: "\n").first(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix(name) }),
+              let label = line.range(of: name)
+        else { return nil }
+        return line[label.upperBound...].split(separator: " ").first.flatMap { Double($0) }
+    }
+
+    /// A group of 4 gets 2 messages one at a time and a burst of 3: every member has each, and
+    /// every stored message is swept once all have acknowledged it.
+    @Test func groupSmoke() async throws {
+        let output = try await Self.runBench(["group", "--members", "4", "--single", "2", "--burst", "3"])
+        #expect((Self.rowNumber(output, "one at a time: time until the last member has it, max") ?? 0) > 0, "\(output)")
+        #expect((Self.rowNumber(output, "burst of 3: member deliveries/s") ?? 0) > 0, "\(output)")
+        let swept = output.split(separator: "\n").first { $0.contains("removed by the sweep after acks") }
+        #expect(swept?.hasSuffix(" 5 / 5") == true, "\(output)")
+    }
+
+    /// Both phases of `myim bench messages` deliver everything they sent, above zero per second.
+    @Test func messagesSmoke() async throws {
+        let output = try await Self.runBench(["messages", "--seconds", "0.3", "--pairs", "2", "--window", "2", "--rate", "100", "--idle", "3"])
+        #expect((Self.rowNumber(output, "delivered in the window (18 at receiver)") ?? 0) > 0, "\(output)")
+        let counts = output.split(separator: "\n").filter { $0.contains("sent / delivered (drained after window)") }.map {
+            $0.split(separator: " ").suffix(3).compactMap { Int($0) }
+        }
+        #expect(counts.count == 2 && counts.allSatisfy { $0.count == 2 && $0[0] > 0 && $0[0] == $0[1] }, "\(output)")
+        #expect(Self.rowNumber(output, "sessions held by endpoint 1") == 3, "\(output)")
+    }
+
     // MARK: - Smoke runs of `myim bench idle`
 
     private static func runIdle(_ arguments: [String]) async throws -> [[String: Any]] {
