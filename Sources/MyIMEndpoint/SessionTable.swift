@@ -299,13 +299,16 @@ private struct Sessions {
         }.sorted { $0.session < $1.session }
     }
 
-    /// The addresses of the bound sessions' users, each once, in no order: what a heartbeat refreshes.
+    /// The addresses of the bound sessions' users, in no order: what a heartbeat refreshes. One
+    /// per bound session (a user with two devices here is listed twice): no hashing here, under
+    /// the lock the event loops take for every packet; the heartbeat's slices drop the repeats.
     func boundUsers() -> [String] {
-        var users = Set<String>(minimumCapacity: entries.count)
+        var users: [String] = []
+        users.reserveCapacity(entries.count)
         for entry in entries.values {
-            if case .bound = entry.state { users.insert(entry.info.user) }
+            if case .bound = entry.state { users.append(entry.info.user) }
         }
-        return Array(users)
+        return users
     }
 
     var count: Int { entries.count }

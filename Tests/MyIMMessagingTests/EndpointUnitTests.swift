@@ -92,6 +92,26 @@ extension EndpointTests {
             }
         }
 
+        /// Every held user is in exactly one heartbeat slice, about `size` to a slice, and in the
+        /// same slice each round while the count stays; with nobody held there is one empty
+        /// slice (the call that says the endpoint is alive).
+        @Test func heartbeatSlicesCoverEveryUserOnceAndKeepThemInPlace() {
+            #expect(Endpoint.heartbeatSlices(of: [], about: 100) == [[]])
+            let users = (0..<7_500).map { "idle\($0)@alpha.example" }
+            let slices = Endpoint.heartbeatSlices(of: users, about: 100)
+            #expect(slices.count == 75)
+            #expect(slices.flatMap { $0 }.sorted() == users.sorted())
+            // Hash buckets are not even, but none is far from 100.
+            #expect(slices.allSatisfy { (40...180).contains($0.count) }, "\(slices.map(\.count))")
+            // Another round, the users listed in another order: each stays in its slice.
+            let again = Endpoint.heartbeatSlices(of: users.reversed(), about: 100)
+            #expect(again.map { Set($0) } == slices.map { Set($0) })
+            #expect(Endpoint.heartbeatSlices(of: Array(users.prefix(3)), about: 100).map(\.count) == [3])
+            // A user with two sessions here is refreshed once.
+            let twice = Endpoint.heartbeatSlices(of: ["a@alpha.example", "b@alpha.example", "a@alpha.example"], about: 1)
+            #expect(twice.flatMap { $0 }.sorted() == ["a@alpha.example", "b@alpha.example"])
+        }
+
         @Test func backoffDoublesFrom100msTo5sWithJitter() {
             var backoff = ReconnectBackoff()
             let ceilings: [Duration] = (0..<10).map { _ in
