@@ -5,6 +5,8 @@
 #   2. `myim bench idle --reconnect`: memory per idle connection, interleaved the same way,
 #      then every connection closed and reopened with its token (MQTT: client id);
 #   3. scale: one open-loop phase while K idle connections are held, for each K;
+#   4. `myim bench logins` (MyIM only: mosquitto has no logins to compare): full logins/s
+#      against the scrypt bound on the servers' CPU, and token reconnects/s;
 # then one table per part: each figure as median [min-max] over the runs, and the ratio
 # MyIM / mosquitto.
 #
@@ -16,7 +18,8 @@
 # system), QOS (0: MyIM best effort, like MQTT QoS 0; 1: stored and acked), DRAIN (3 s after
 # each phase), IDLE ("1000 5000": idle connections held after each step), SCALE ("1000 5000
 # 15000": idle connections held during the scale phase; empty skips the part), SCALE_RATE
-# (1000 msg/s), SKIP_BUILD (1 to use the existing binary).
+# (1000 msg/s), LOGINS (1: the logins part; 0 skips it), SKIP_BUILD (1 to use the existing
+# binary).
 #
 # MyIM's servers run as their own processes (redis-server, the login center, the center and
 # two endpoints, TLS links), started and stopped by `myim bench`. Pinning, when taskset is
@@ -24,7 +27,7 @@
 # CPU 0, the generator on CPU 1.
 #
 # Bounded: every run is killed after RUN_LIMIT seconds (120); with the defaults the whole
-# script takes about eight minutes after the build. It starts and stops its own servers (by
+# script takes about ten minutes after the build. It starts and stops its own servers (by
 # PID, inside `myim bench`) and touches nothing else.
 set -euo pipefail
 
@@ -41,6 +44,7 @@ RUN_LIMIT=${RUN_LIMIT:-120}
 IDLE=${IDLE:-"1000 5000"}
 SCALE=${SCALE-"1000 5000 15000"}
 SCALE_RATE=${SCALE_RATE:-1000}
+LOGINS=${LOGINS:-1}
 SWIFT=${SWIFT:-swift}
 BIN=.build/release/myim
 
@@ -116,6 +120,12 @@ for count in $SCALE; do
   echo "scale, $count idle: MyIM"
   run_one "$out/myim-scale-$count.txt" "${generator_pin[@]}" "$BIN" "${scale[@]}" --qos "$QOS" "${server_pin[@]}"
 done
+if [ "$LOGINS" != 0 ]; then
+  for run in $(seq 1 "$RUNS"); do
+    echo "logins run $run/$RUNS: MyIM"
+    run_one "$out/myim-logins-$run.txt" "${generator_pin[@]}" "$BIN" bench logins --json "${server_pin[@]}"
+  done
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 echo
 
@@ -233,6 +243,24 @@ if scales:
             by_system[system] = lines(f"{system}-scale-{count}.txt", "pairs")
         groups.append((f"{count} idle, " + (phase_key(by_system["myim"][0]) if by_system["myim"] else "open loop"), by_system))
     table(groups, [f for f in pairs_figures if not f[0].startswith("  of which")])
+
+logins = [row for run in range(1, runs + 1) for row in lines(f"myim-logins-{run}.txt", "logins")]
+if logins:
+    print("4. Logins (MyIM only; the login center and the bound's hashing on the servers' CPU)")
+    print()
+    rows = [
+        ("full logins / scrypt bound %", [100 * r["logins_per_s"] / r["bound_per_s"] for r in logins]),
+        ("  median of each run's rounds %", [100 * r["median_round_ratio"] for r in logins]),
+        ("  a hash's share of a login's CPU %", [100 * r["cpu_per_hash_ms"] / r["cpu_per_login_ms"] for r in logins]),
+        ("full logins/s", [r["logins_per_s"] for r in logins]),
+        ("scrypt bound, hashes/s", [r["bound_per_s"] for r in logins]),
+        ("token reconnects/s (16 clients, closed loop)", [r["reconnects_per_s"] for r in logins]),
+        ("failed logins and reconnects", [r["failed"] + r["reconnects_failed"] for r in logins]),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, values in rows:
+        print(f"{name.ljust(width)}  {cell(values)}")
+    print()
 
 print("median [min-max] over the runs; ratio of the medians, MyIM / mosquitto. Server CPU is read from")
 print("/proc/<pid>/stat for each server process (mosquitto; MyIM's center, endpoints, login center and Redis).")
