@@ -63,8 +63,9 @@ bench: deps
 	.build/release/myim bench messages --rate 500
 
 # MyIM side by side with mosquitto (installed from Debian's packages if missing, as root):
-# interleaved runs of `myim bench pairs` and `myim bench idle`, and the scale runs, one table
-# each of medians [min-max] and ratios, about nine minutes. Method and results: docs/BENCHMARKS.md.
+# interleaved runs of `myim bench pairs` and `myim bench idle`, the scale runs and `myim bench
+# logins`, one table each of medians [min-max] and ratios, about six minutes after the build.
+# Method and results: docs/BENCHMARKS.md.
 bench-compare: deps
 	SWIFT=$(SWIFT) bench/compare.sh
 

@@ -27,7 +27,7 @@
 # CPU 0, the generator on CPU 1.
 #
 # Bounded: every run is killed after RUN_LIMIT seconds (120); with the defaults the whole
-# script takes about ten minutes after the build. It starts and stops its own servers (by
+# script takes about six minutes after the build. It starts and stops its own servers (by
 # PID, inside `myim bench`) and touches nothing else.
 set -euo pipefail
 
