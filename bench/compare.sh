@@ -129,10 +129,10 @@ fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 echo
 
-python3 - "$out" "$RUNS" "$SCALE" <<'PY'
+python3 - "$out" "$RUNS" "$SCALE" "${#server_pin[@]}" <<'PY'
 import json, os, statistics, sys
 
-directory, runs, scales = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+directory, runs, scales, pinned = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4] != "0"
 
 def lines(name, bench):
     path = os.path.join(directory, name)
@@ -246,12 +246,14 @@ if scales:
 
 logins = [row for run in range(1, runs + 1) for row in lines(f"myim-logins-{run}.txt", "logins")]
 if logins:
-    print("4. Logins (MyIM only; the login center and the bound's hashing on the servers' CPU)")
+    where = "the login center and the bound's hashing on the servers' CPU" if pinned else "nothing pinned: servers, bound and clients share the cores"
+    print(f"4. Logins (MyIM only; {where})")
     print()
+    share = lambda a, b: 100 * a / b if b else None
     rows = [
-        ("full logins / scrypt bound %", [100 * r["logins_per_s"] / r["bound_per_s"] for r in logins]),
+        ("full logins / scrypt bound %", [share(r["logins_per_s"], r["bound_per_s"]) for r in logins]),
         ("  median of each run's rounds %", [100 * r["median_round_ratio"] for r in logins]),
-        ("  a hash's share of a login's CPU %", [100 * r["cpu_per_hash_ms"] / r["cpu_per_login_ms"] for r in logins]),
+        ("  a hash's share of a login's CPU %", [share(r["cpu_per_hash_ms"], r["cpu_per_login_ms"]) for r in logins]),
         ("full logins/s", [r["logins_per_s"] for r in logins]),
         ("scrypt bound, hashes/s", [r["bound_per_s"] for r in logins]),
         ("token reconnects/s (16 clients, closed loop)", [r["reconnects_per_s"] for r in logins]),
@@ -259,7 +261,7 @@ if logins:
     ]
     width = max(len(name) for name, _ in rows)
     for name, values in rows:
-        print(f"{name.ljust(width)}  {cell(values)}")
+        print(f"{name.ljust(width)}  {cell([v for v in values if v is not None])}")
     print()
 
 print("median [min-max] over the runs; ratio of the medians, MyIM / mosquitto. Server CPU is read from")

@@ -124,13 +124,17 @@ public final class Endpoint: Sendable {
         }
     }
 
-    /// `users` in `ceil(count / size)` slices (one, empty, when there are none), each user once,
-    /// in the slice its hash picks: about `size` each. A user listed twice (two devices here)
-    /// lands in one slice twice and is kept once.
+    /// `users` in `ceil(count / size)` slices (one, empty, when there are none), each user once:
+    /// about `size` each. A user's hash is a fixed point of the round, and its slice is the one
+    /// covering that point, so the user keeps its place in the round when the number of slices
+    /// changes (it moves by less than one slice's pause), where a remainder would send nearly
+    /// everyone elsewhere. A user listed twice (two devices here) is kept once.
     static func heartbeatSlices(of users: [String], about size: Int) -> [[String]] {
         let count = max(1, (users.count + max(1, size) - 1) / max(1, size))
         var slices = [[String]](repeating: [], count: count)
-        for user in users { slices[Int(UInt(bitPattern: user.hashValue) % UInt(count))].append(user) }
+        for user in users {
+            slices[Int(UInt(bitPattern: user.hashValue).multipliedFullWidth(by: UInt(count)).high)].append(user)
+        }
         return slices.map { slice in
             var seen = Set<String>(minimumCapacity: slice.count)
             return slice.filter { seen.insert($0).inserted }

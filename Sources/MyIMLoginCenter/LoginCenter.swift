@@ -29,10 +29,12 @@ public struct LoginCenterConfiguration: Sendable {
     /// Seconds, at most 24 h.
     public var tokenLifetime: TimeInterval = maximumTokenLifetime
     public var scrypt: ScryptParameters = .standard
-    /// Hashes run at once: one per event loop, that is one per CPU the process may use (`myim`
-    /// matches its loops to a `taskset` affinity). Two hashes time-sliced on one CPU hold twice the
-    /// memory (16 MiB each) and, measured, finish 2–4 % later than one after the other.
-    public var hashingThreads = NIOSingletons.groupLoopCountSuggestion
+    /// Hashes run at once; nil: one per event loop of NIO's singleton group, read when the
+    /// login center starts, that is one per CPU the process may use (`myim` matches its loops to
+    /// a `taskset` affinity, and `NIO_SINGLETON_GROUP_LOOP_COUNT` sets both). Two hashes
+    /// time-sliced on one CPU hold twice the memory (16 MiB each) and, measured, finish 2–4 %
+    /// later than one after the other.
+    public var hashingThreads: Int?
     public var rateLimit = LoginRateLimiter.Policy()
     public var handshakeTimeout: TimeAmount = .seconds(10)
     /// Where centers link to the directory; nil: no directory served.
@@ -77,7 +79,8 @@ public final class LoginCenter: Sendable {
         self.configuration = configuration
         self.store = store
         self.logger = logger
-        hasher = PasswordHasher(parameters: configuration.scrypt, threads: configuration.hashingThreads)
+        hasher = PasswordHasher(
+            parameters: configuration.scrypt, threads: configuration.hashingThreads ?? NIOSingletons.groupLoopCountSuggestion)
         limiter = LoginRateLimiter(policy: configuration.rateLimit)
         issuer = await TokenIssuer(
             signingKey: configuration.tokenSigningKey, issuer: configuration.issuer, lifetime: configuration.tokenLifetime)

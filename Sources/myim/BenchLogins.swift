@@ -21,8 +21,9 @@ import Synchronization
 /// The bound is scrypt hashes/s run as the login center runs them (one per CPU it may use), in a
 /// child process pinned like the servers. The VM this runs on changes speed within minutes, so
 /// the bound and the logins are measured in alternating slices (`--rounds` of each) and the
-/// ratio is of their sums; the CPU the login center spends per login, against the CPU of a hash,
-/// gives the same ratio without the clock.
+/// ratio is of their sums. The CPU the login center spends per login, against the CPU of a hash,
+/// is printed too: while both keep their CPUs busy it is the same ratio from CPU time (a check
+/// that the login center's CPUs were the bound; it moves with the VM's speed as much).
 struct BenchLogins: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logins",
@@ -153,11 +154,12 @@ struct BenchLogins: AsyncParsableCommand {
             guard let taskset = MosquittoServer.locateTaskset() else { throw ValidationError("--server-cpus needs taskset (util-linux)") }
             command = [taskset, "-c", serverCPUs] + command
         }
-        let output = try await Self.output(of: command)
+        let output = try await Self.output(of: command, limit: .seconds(Int64(seconds.rounded(.up)) + 60))
         for line in output.split(separator: "\n") where line.hasPrefix(#"{"bench":"scrypt""#) {
             if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                let hashes = object["hashes"] as? Int, let elapsed = object["seconds"] as? Double, let cpu = object["cpu_seconds"] as? Double,
-               hashes > 0, elapsed > 0 {
+               elapsed > 0 {
+                guard hashes > 0 else { throw ValidationError("no hash finished in a slice of \(seconds) s: give --seconds more") }
                 return BoundSlice(hashes: hashes, seconds: elapsed, cpuSeconds: cpu)
             }
         }
@@ -173,9 +175,14 @@ struct BenchLogins: AsyncParsableCommand {
                 group.addTask {
                     let device = "sha256:" + SHA256.hash(data: Data("bench-\(index)".utf8)).hexString
                     while ContinuousClock.now < deadline {
-                        try await Self.withConnection(port: servers.loginPort, fingerprint: servers.loginFingerprint) { request in
-                            let reply = try await request(Login(username: "user\(index)", password: password, device: device).packet)
-                            counts.add(ok: reply.type == MessageType.loginOK.rawValue)
+                        do {
+                            try await Self.withConnection(port: servers.loginPort, fingerprint: servers.loginFingerprint) { request in
+                                let reply = try await request(Login(username: "user\(index)", password: password, device: device).packet)
+                                counts.add(ok: reply.type == MessageType.loginOK.rawValue)
+                            }
+                        } catch {
+                            counts.add(ok: false)  // Refused, or the connection failed: counted, and the run goes on.
+                            try await Task.sleep(for: .milliseconds(10))
                         }
                     }
                 }
@@ -248,6 +255,12 @@ struct BenchLogins: AsyncParsableCommand {
         let threads = NIOSingletons.groupLoopCountSuggestion
         let hasher = PasswordHasher(parameters: .standard, threads: threads)
         defer { Task { try? await hasher.shutdown() } }
+        // A hash first on each thread, untimed: the login center's threads have long had their
+        // 16 MiB in place, a fresh process's first hash pays for touching it.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<threads { group.addTask { _ = try await hasher.makeCredential(password: "bench-password-1") } }
+            try await group.waitForAll()
+        }
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         let count = Counters()
         let meter = CPUMeter()
@@ -269,19 +282,20 @@ struct BenchLogins: AsyncParsableCommand {
             cpuSeconds: meter.span()?.cpuSeconds ?? 0)
     }
 
-    /// Runs `command` to its end and returns what it printed (stdout and stderr).
-    private static func output(of command: [String]) async throws -> String {
+    /// Runs `command` to its end, at most `limit`, and returns what it printed (stdout and
+    /// stderr, to a file read once the child has exited: one reader, and a child that prints a
+    /// lot never blocks on a full pipe).
+    private static func output(of command: [String], limit: Duration) async throws -> String {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("myim-bench-bound-\(UUID().uuidString).log")
+        guard FileManager.default.createFile(atPath: log.path, contents: nil), let file = try? FileHandle(forWritingTo: log) else {
+            throw ValidationError("cannot write \(log.path)")
+        }
+        defer { try? FileManager.default.removeItem(at: log) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let collected = Locked<[UInt8]>([])
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty { handle.readabilityHandler = nil } else { collected.withLock { $0.append(contentsOf: data) } }
-        }
+        process.standardOutput = file
+        process.standardError = file
         try await withCheckedThrowingContinuation { (exited: CheckedContinuation<Void, any Error>) in
             process.terminationHandler = { _ in exited.resume() }
             do {
@@ -291,12 +305,18 @@ struct BenchLogins: AsyncParsableCommand {
                 process.terminationHandler = nil
                 exited.resume(throwing: error)
             }
+            let pid = process.processIdentifier
+            Task {
+                try? await Task.sleep(for: limit)
+                if process.isRunning { kill(pid, SIGKILL) }  // Its termination handler then resumes.
+            }
         }
         BenchChildren.release(process.processIdentifier)
-        let rest = pipe.fileHandleForReading.readDataToEndOfFile()
-        pipe.fileHandleForReading.readabilityHandler = nil
-        let text = String(decoding: collected.withLock { $0 } + Array(rest), as: UTF8.self)
-        guard process.terminationStatus == 0 else { throw ValidationError("\(command.joined(separator: " ")) failed:\n\(text)") }
+        try? file.close()
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        guard process.terminationStatus == 0, process.terminationReason == .exit else {
+            throw ValidationError("\(command.joined(separator: " ")) failed or ran past \(limit):\n\(text)")
+        }
         return text
     }
 

@@ -107,6 +107,17 @@ extension EndpointTests {
             let again = Endpoint.heartbeatSlices(of: users.reversed(), about: 100)
             #expect(again.map { Set($0) } == slices.map { Set($0) })
             #expect(Endpoint.heartbeatSlices(of: Array(users.prefix(3)), about: 100).map(\.count) == [3])
+            // More users, so one more slice: each user's place in the round moves by less than
+            // one slice, so its refreshes stay about an interval apart.
+            let more = users + (0..<100).map { "late\($0)@alpha.example" }
+            let grown = Endpoint.heartbeatSlices(of: more, about: 100)
+            #expect(grown.count == 76)
+            var placeBefore: [String: Double] = [:]
+            for (index, slice) in slices.enumerated() { for user in slice { placeBefore[user] = Double(index) / 75 } }
+            let moved = grown.enumerated().flatMap { index, slice in
+                slice.filter { user in placeBefore[user].map { abs(Double(index) / 76 - $0) >= 1.0 / 75 } ?? false }
+            }
+            #expect(moved.isEmpty, "\(moved.count) users moved by a slice or more, e.g. \(moved.prefix(3))")
             // A user with two sessions here is refreshed once.
             let twice = Endpoint.heartbeatSlices(of: ["a@alpha.example", "b@alpha.example", "a@alpha.example"], about: 1)
             #expect(twice.flatMap { $0 }.sorted() == ["a@alpha.example", "b@alpha.example"])
