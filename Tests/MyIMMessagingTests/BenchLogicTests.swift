@@ -376,8 +376,11 @@ struct BenchLogicTests {
     /// slices of the bound in a child process, then reconnect with tokens: every figure is there,
     /// above zero, and nothing failed.
     @Test func loginsSmoke() async throws {
+        // Pinned where taskset is there, so that the pinned bound process is exercised too.
+        let pin = MosquittoServer.locateTaskset() != nil ? ["--server-cpus", "0"] : []
         let output = try await Self.runBench(
-            ["logins", "--seconds", "0.3", "--rounds", "2", "--reconnect-seconds", "0.3", "--clients", "2", "--json"], limit: .seconds(100))
+            ["logins", "--seconds", "0.3", "--rounds", "2", "--reconnect-seconds", "0.3", "--clients", "2", "--json"] + pin,
+            limit: .seconds(100))
         let figures = try #require(Self.jsonLines(output, bench: "logins").first, "\(output)")
         let line = "\(figures)"
         for key in ["bound_per_s", "logins_per_s", "median_round_ratio", "cpu_per_hash_ms", "cpu_per_login_ms", "reconnects_per_s"] {
