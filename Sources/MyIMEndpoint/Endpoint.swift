@@ -148,10 +148,10 @@ public final class Endpoint: Sendable {
         while !Task.isCancelled {
             // In slices spread over the interval: a large endpoint does not load Redis (and the
             // host it shares) with every user at once, and no call holds Redis for long.
-            // A user's slice is its hash's, so that it sits in the same slice every round while
-            // the count of slices stays (no sort: sorting 7,500 names took the endpoint 8 ms in
-            // one go); each slice starts at a fixed offset of the round, so that slow calls do not
-            // push the later slices back.
+            // A user's place in the round comes from its hash, so that its refreshes stay about
+            // an interval apart (no sort: sorting 7,500 names took the endpoint 8 ms in one go);
+            // each slice starts at a fixed offset of the round, so that slow calls do not push the
+            // later slices back.
             let slices = Self.heartbeatSlices(of: table.boundUsers(), about: configuration.heartbeatSlice)
             let pause = configuration.heartbeatInterval / slices.count
             let roundStart = ContinuousClock.now
