@@ -55,11 +55,16 @@ run: deps
 	$(SWIFT) build -c release --product myim
 	.build/release/myim cluster up --topology topology.yaml
 
-# Figures, not tests: the secure channel's costs and full logins/s against the scrypt bound.
+# Figures, not tests: the secure channel's costs and full logins/s against the scrypt bound
+# (the servers on CPU 0 and the clients on CPU 1 where the machine allows, as in bench/compare.sh).
 bench: deps
 	$(SWIFT) build -c release --product myim
 	.build/release/myim bench core
-	.build/release/myim bench logins
+	if command -v taskset >/dev/null 2>&1 && [ "$$(nproc)" -ge 2 ]; then \
+	  taskset -c 1 .build/release/myim bench logins --server-cpus 0; \
+	else \
+	  .build/release/myim bench logins; \
+	fi
 	.build/release/myim bench messages --rate 500
 
 # MyIM side by side with mosquitto (installed from Debian's packages if missing, as root):
