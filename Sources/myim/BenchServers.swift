@@ -65,8 +65,10 @@ final class BenchServers: Sendable {
         links: String, cpus: String?, maxConnectionsPerSource: Int, loginIdentity: IdentityKeyKind = .ed25519, logLevel: String = "warning"
     ) async throws -> BenchServers {
         guard links == "tls" || links == "plain" else { throw ValidationError("links must be tls or plain") }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myim-bench-servers-\(UUID().uuidString.prefix(8))")
+        removeLeftovers()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(directoryPrefix)\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try String(getpid()).write(to: directory.appendingPathComponent(ownerFile), atomically: true, encoding: .utf8)
         let supervisor = Supervisor()
         var servers: [Server] = []
         var redisURL = ""
@@ -129,6 +131,30 @@ final class BenchServers: Sendable {
             for server in servers { BenchChildren.release(server.pid) }
             try? FileManager.default.removeItem(at: directory)
             throw error
+        }
+    }
+
+    static let directoryPrefix = "myim-bench-servers-"
+    /// The pid of the bench that owns a directory, in it.
+    static let ownerFile = "owner.pid"
+
+    /// Removes the directories (topology, keys, data) of benches that were interrupted: a signal
+    /// stops the servers at once (``BenchChildren``) but can do nothing as unsafe as deleting
+    /// files. A directory is left while the bench that wrote its `owner.pid` still runs.
+    static func removeLeftovers() {
+        let temporary = FileManager.default.temporaryDirectory
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: temporary.path) else { return }
+        for name in names where name.hasPrefix(directoryPrefix) {
+            let directory = temporary.appendingPathComponent(name)
+            let owner = (try? String(contentsOf: directory.appendingPathComponent(ownerFile), encoding: .utf8)).flatMap { Int32($0) }
+            if let owner, owner == getpid() || kill(owner, 0) == 0 || errno == EPERM { continue }
+            // No owner file (a bench of an older build): left alone for an hour, in case it still runs.
+            if owner == nil,
+               let modified = (try? FileManager.default.attributesOfItem(atPath: directory.path))?[.modificationDate] as? Date,
+               Date().timeIntervalSince(modified) < 3600 {
+                continue
+            }
+            try? FileManager.default.removeItem(at: directory)
         }
     }
 

@@ -482,6 +482,18 @@ struct BenchLogicTests {
             let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: ")").last?.split(separator: " ").first
             #expect(state == nil || state == "Z", "server pid \(pid) still runs: \(String(describing: state))")
         }
+        // Its directory (topology, keys, data) is left by the signal, and the next bench removes it.
+        let temporary = FileManager.default.temporaryDirectory
+        func ownDirectories() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? []).filter { name in
+                name.hasPrefix("myim-bench-servers-")
+                    && (try? String(contentsOf: temporary.appendingPathComponent(name).appendingPathComponent("owner.pid"), encoding: .utf8))
+                        == String(child.pid)
+            }
+        }
+        #expect(ownDirectories().count == 1)
+        _ = try await Self.runIdle([])
+        #expect(ownDirectories().isEmpty, "the interrupted bench's directory is still there")
     }
 
     @Test(.enabled(if: MosquittoServer.locate() != nil, "mosquitto is not installed (apt-get install -y mosquitto)"))
