@@ -427,6 +427,7 @@ struct BenchLogicTests {
         }
         #expect(counts.count == 2 && counts.allSatisfy { $0.count == 2 && $0[0] > 0 && $0[0] == $0[1] }, "\(output)")
         #expect(Self.rowNumber(output, "sessions held by endpoint 1") == 3, "\(output)")
+        #expect(!output.contains("errors (20)"), "\(output)")
     }
 
     // MARK: - Smoke runs of `myim bench idle`
