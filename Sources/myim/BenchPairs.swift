@@ -62,6 +62,9 @@ struct BenchPairs: AsyncParsableCommand {
     @Flag(name: .customLong("in-process"), help: "MyIM only: run the center and endpoints in this process (plain links, in-memory presence), not as processes.")
     var inProcess = false
 
+    @Flag(name: .customLong("all-in-one"), help: "MyIM only: the login center, center and one endpoint in one process (`myim serve --all-in-one`, presence in memory), senders and receivers on that endpoint: what the separate processes cost.")
+    var allInOne = false
+
     @Flag(name: .customLong("sender-copies"), help: "MyIM only: senders ask for a copy (18) of each message they send, as seed 000's clients do (41 sender_copies true); by default they do not, as the reference client.")
     var senderCopies = false
 
@@ -94,6 +97,9 @@ struct BenchPairs: AsyncParsableCommand {
         if let reference, reference != "mosquitto" { throw ValidationError("--reference: the only reference is mosquitto") }
         if cross, reference != nil { throw ValidationError("--cross places MyIM's clients; a reference broker has one port") }
         if inProcess, reference != nil { throw ValidationError("--in-process places MyIM's servers; a reference broker runs alone") }
+        if allInOne, inProcess || reference != nil || cross {
+            throw ValidationError("--all-in-one runs MyIM's servers as one process: not with --in-process, --cross or --reference")
+        }
         if serverCPUs != nil, inProcess {
             throw ValidationError("--server-cpus pins server processes; with --in-process the servers share this process (pin it with taskset instead)")
         }
@@ -150,10 +156,14 @@ struct BenchPairs: AsyncParsableCommand {
             await cluster.stop()
             return
         }
-        let servers = try await BenchServers.start(links: links, cpus: serverCPUs, maxConnectionsPerSource: idle + 2 * pairs + 64)
+        let servers = try await BenchServers.start(
+            links: links, cpus: serverCPUs, maxConnectionsPerSource: idle + 2 * pairs + 64, allInOne: allInOne)
         let target = MyIMTarget(
-            description: "as processes: center (SQLite, \(links) links) + 2 endpoints (Ed25519) + redis-server (presence) + login center, "
-                + "each its own process",
+            description: allInOne
+                ? "all in one process (myim serve --all-in-one): login center + center (SQLite) + 1 endpoint (Ed25519), presence in memory; "
+                    + "senders and receivers on that endpoint"
+                : "as processes: center (SQLite, \(links) links) + 2 endpoints (Ed25519) + redis-server (presence) + login center, "
+                    + "each its own process",
             cpuNote: "servers pinned to CPUs: \(serverCPUs ?? "no (they share the cores with the generator)"); generator CPUs: \(Self.affinity() ?? "?"); "
                 + "server CPU is the sum over \(servers.servers.map { "\($0.name) (pid \($0.pid))" }.joined(separator: ", "))",
             servers: servers.servers.map { ($0.name, $0.pid) },
@@ -189,7 +199,7 @@ struct BenchPairs: AsyncParsableCommand {
         let domain = BenchMessages.domain
         let chatQoS: QoS = qos == 0 ? .bestEffort : .atLeastOnce
         print("MyIM 1:1 pairs, \(target.description)")
-        print("\(System.coreCount) cores, load \(Self.loadAverage()), \(pairs) pairs (\(cross ? "even senders on ep1, odd on ep2, each receiver on the other" : "senders on ep1, receivers on ep2")), \(Self.bodyBytes)-byte text, "
+        print("\(System.coreCount) cores, load \(Self.loadAverage()), \(pairs) pairs (\(cross ? "even senders on ep1, odd on ep2, each receiver on the other" : allInOne ? "senders and receivers on the one endpoint" : "senders on ep1, receivers on ep2")), \(Self.bodyBytes)-byte text, "
             + (qos == 0 ? "QoS 0 (best effort, no acks)" : "QoS 1 (stored; receivers ack in batches of up to \(PairsClient.ackBatch))")
             + (senderCopies ? "; senders get a copy of each message (seed 000)" : "; no copies to senders (as the reference client)"))
         print(target.cpuNote)

@@ -61,8 +61,11 @@ final class BenchServers: Sendable {
     /// Starts everything, or stops what it started and throws. `maxConnectionsPerSource` lifts the
     /// endpoints' per-address limit, since every bench client comes from 127.0.0.1.
     /// `loginIdentity` is the login center's key (`rsa` as a cluster's default, or `ed25519`).
+    /// With `allInOne`, one process runs the login center, the center and endpoint 1
+    /// (`myim serve --all-in-one`, presence in memory, no Redis): both ``endpointPorts`` are its.
     static func start(
-        links: String, cpus: String?, maxConnectionsPerSource: Int, loginIdentity: IdentityKeyKind = .ed25519, logLevel: String = "warning"
+        links: String, cpus: String?, maxConnectionsPerSource: Int, loginIdentity: IdentityKeyKind = .ed25519, allInOne: Bool = false,
+        logLevel: String = "warning"
     ) async throws -> BenchServers {
         guard links == "tls" || links == "plain" else { throw ValidationError("links must be tls or plain") }
         removeLeftovers()
@@ -74,7 +77,7 @@ final class BenchServers: Sendable {
         var redisURL = ""
         do {
             let ports = try await distinctFreePorts(9)
-            redisURL = "redis://127.0.0.1:\(ports[0])/0"
+            if !allInOne { redisURL = "redis://127.0.0.1:\(ports[0])/0" }
             let topologyPath = directory.appendingPathComponent("topology.yaml").path
             try topologyText(ports: ports, links: links, loginIdentity: loginIdentity, logLevel: logLevel).write(toFile: topologyPath, atomically: true, encoding: .utf8)
             let topology = try Topology.load(path: topologyPath)
@@ -95,13 +98,28 @@ final class BenchServers: Sendable {
                 BenchChildren.adopt(pid)  // Killed if the bench is interrupted.
                 servers.append(Server(name: name, pid: pid))
             }
+            let binary = ClusterCommand.Up.ownExecutable()
+            if allInOne {
+                let endpoint = endpointNames[0]
+                try launch("all-in-one", [binary, "serve", "--all-in-one", "--topology", topologyPath,
+                                          "--max-connections-per-source", String(maxConnectionsPerSource)])
+                try await ClusterCommand.Up.waitFor("all-in-one", timeout: 30) {
+                    guard supervisor.allRunning else { throw ValidationError("the all-in-one server exited while starting; see its lines above") }
+                    return (try? await OpsProbe.get(host: "127.0.0.1", port: ports[7], path: "/health"))?.status == 200
+                }
+                let fingerprint = try keys.identityPublicKey(for: endpoint).fingerprint
+                let issuer = await TokenIssuer(signingKey: try keys.tokenSigningKey(), issuer: "myim:bench")
+                return BenchServers(
+                    directory: directory, servers: servers, endpointPorts: [ports[3], ports[3]], fingerprints: [fingerprint, fingerprint],
+                    loginPort: ports[1], loginFingerprint: try keys.identityPublicKey(for: "login").fingerprint, issuer: issuer, cpus: cpus,
+                    supervisor: supervisor, redisURL: redisURL)
+            }
             guard let redis = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: FileManager.default.isExecutableFile) else {
                 throw ValidationError("redis-server is not installed: `apt-get install -y redis-server` (make deps does it)")
             }
             let redisLog = directory.appendingPathComponent("redis.log").path
             try launch("redis", [redis, "--port", String(ports[0]), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", redisLog])
             try await ClusterCommand.Up.waitFor("redis", timeout: 10) { try await ClusterCommand.Up.redisAnswers(redisURL) }
-            let binary = ClusterCommand.Up.ownExecutable()
             try launch("login", [binary, "login-center", "--topology", topologyPath])
             try launch("bench-center", [binary, "center", "--topology", topologyPath, "--node", "bench-center"])
             // The endpoints dial the center at once: let it listen first.
@@ -173,7 +191,7 @@ final class BenchServers: Sendable {
 
     /// Stops the roles (SIGTERM: each drains), then Redis, and removes the directory.
     func stop() async {
-        await ClusterCommand.Up.stop(supervisor, redis: redisURL)
+        await ClusterCommand.Up.stop(supervisor, redis: redisURL.isEmpty ? nil : redisURL)
         for server in servers { BenchChildren.release(server.pid) }
         try? FileManager.default.removeItem(at: directory)
     }

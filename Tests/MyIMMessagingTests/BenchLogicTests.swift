@@ -332,6 +332,17 @@ struct BenchLogicTests {
         }
     }
 
+    /// `--all-in-one`: one server process (`myim serve --all-in-one`), every message delivered,
+    /// its CPU read from that process.
+    @Test func pairsSmokeMyIMAllInOne() async throws {
+        let phases = try await Self.runPairs(["--all-in-one", "--qos", "0"])
+        Self.checkPhases(phases, system: "myim", expected: ["closed", "open"])
+        for phase in phases {
+            let processes = try #require(phase["server_processes_us_per_msg"] as? [String: Double], "\(phase)")
+            #expect(Array(processes.keys) == ["all-in-one"] && (processes["all-in-one"] ?? 0) > 0, "\(phase)")
+        }
+    }
+
     @Test func pairsSmokeMyIMInProcess() async throws {
         let phases = try await Self.runPairs(["--in-process"])
         Self.checkPhases(phases, system: "myim", expected: ["closed", "open"])
