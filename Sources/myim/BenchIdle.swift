@@ -104,7 +104,8 @@ struct BenchIdle: AsyncParsableCommand {
         fflush(nil)  // The servers' pids show at once, also when the output is a file.
         let clients = Locked<[PairsClient]>([])
         let tokens = Locked<[Int: String]>([:])
-        do {
+        try await servers.stopping {
+            defer { for client in clients.withLock({ $0 }) { client.close() } }
             try await measure(system: "myim", servers: servers.servers.map { ($0.name, $0.pid) }, closeAll: { Self.closeAll(clients) }) { index in
                 let user = "idle\(index)@\(BenchMessages.domain)"
                 var token: String?
@@ -122,13 +123,7 @@ struct BenchIdle: AsyncParsableCommand {
                 clients.withLock { $0.append(client) }
             }
             guard servers.allRunning else { throw ValidationError("a MyIM server exited during the run; see its lines above") }
-        } catch {
-            for client in clients.withLock({ $0 }) { client.close() }
-            await servers.stop()
-            throw error
         }
-        for client in clients.withLock({ $0 }) { client.close() }
-        await servers.stop()
     }
 
     private static func closeAll<Client: BenchClosable>(_ clients: Locked<[Client]>) {

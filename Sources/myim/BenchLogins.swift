@@ -73,13 +73,7 @@ struct BenchLogins: AsyncParsableCommand {
         #endif
         let servers = try await BenchServers.start(
             links: "tls", cpus: serverCPUs, maxConnectionsPerSource: clients * 4 + 64, loginIdentity: .rsa)
-        do {
-            try await measure(servers)
-        } catch {
-            await servers.stop()
-            throw error
-        }
-        await servers.stop()
+        try await servers.stopping { try await measure(servers) }
     }
 
     private func measure(_ servers: BenchServers) async throws {

@@ -174,14 +174,10 @@ struct BenchPairs: AsyncParsableCommand {
                     senderCopies: senderCopies)
             },
             quiet: {})
-        do {
+        try await servers.stopping {
             try await measureMyIM(target)
             guard servers.allRunning else { throw ValidationError("a MyIM server exited during the run; see its lines above") }
-        } catch {
-            await servers.stop()
-            throw error
         }
-        await servers.stop()
     }
 
     /// Where MyIM's servers run and how a client reaches them.

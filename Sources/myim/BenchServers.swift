@@ -99,49 +99,44 @@ final class BenchServers: Sendable {
                 servers.append(Server(name: name, pid: pid))
             }
             let binary = ClusterCommand.Up.ownExecutable()
-            if allInOne {
-                let endpoint = endpointNames[0]
-                try launch("all-in-one", [binary, "serve", "--all-in-one", "--topology", topologyPath,
-                                          "--max-connections-per-source", String(maxConnectionsPerSource)])
-                try await ClusterCommand.Up.waitFor("all-in-one", timeout: 30) {
-                    guard supervisor.allRunning else { throw ValidationError("the all-in-one server exited while starting; see its lines above") }
-                    return (try? await OpsProbe.get(host: "127.0.0.1", port: ports[7], path: "/health"))?.status == 200
-                }
-                let fingerprint = try keys.identityPublicKey(for: endpoint).fingerprint
-                let issuer = await TokenIssuer(signingKey: try keys.tokenSigningKey(), issuer: "myim:bench")
-                return BenchServers(
-                    directory: directory, servers: servers, endpointPorts: [ports[3], ports[3]], fingerprints: [fingerprint, fingerprint],
-                    loginPort: ports[1], loginFingerprint: try keys.identityPublicKey(for: "login").fingerprint, issuer: issuer, cpus: cpus,
-                    supervisor: supervisor, redisURL: redisURL)
-            }
-            guard let redis = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: FileManager.default.isExecutableFile) else {
-                throw ValidationError("redis-server is not installed: `apt-get install -y redis-server` (make deps does it)")
-            }
-            let redisLog = directory.appendingPathComponent("redis.log").path
-            try launch("redis", [redis, "--port", String(ports[0]), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", redisLog])
-            try await ClusterCommand.Up.waitFor("redis", timeout: 10) { try await ClusterCommand.Up.redisAnswers(redisURL) }
-            try launch("login", [binary, "login-center", "--topology", topologyPath])
-            try launch("bench-center", [binary, "center", "--topology", topologyPath, "--node", "bench-center"])
-            // The endpoints dial the center at once: let it listen first.
-            try await ClusterCommand.Up.waitFor("bench-center", timeout: 30) {
-                guard supervisor.allRunning else { throw ValidationError("a server exited while starting; see its lines above") }
-                return await OpsProbe.accepts(host: "127.0.0.1", port: ports[2])
-            }
-            for name in endpointNames {
-                try launch(name, [binary, "endpoint", "--topology", topologyPath, "--node", name,
-                                  "--max-connections-per-source", String(maxConnectionsPerSource)])
-            }
-            // Ready when each endpoint says so on /health: listening, and linked to the center.
-            for (name, metricsPort) in zip(endpointNames, [ports[7], ports[8]]) {
+            /// Waits until `name`'s endpoint says on /health that it listens and is linked to the center.
+            func waitForHealth(_ name: String, metricsPort: Int) async throws {
                 try await ClusterCommand.Up.waitFor(name, timeout: 30) {
                     guard supervisor.allRunning else { throw ValidationError("a server exited while starting; see its lines above") }
                     return (try? await OpsProbe.get(host: "127.0.0.1", port: metricsPort, path: "/health"))?.status == 200
                 }
             }
-            let fingerprints = try endpointNames.map { try keys.identityPublicKey(for: $0).fingerprint }
+            let clientEndpoints: [(node: String, port: Int)]
+            if allInOne {
+                try launch("all-in-one", [binary, "serve", "--all-in-one", "--topology", topologyPath,
+                                          "--max-connections-per-source", String(maxConnectionsPerSource)])
+                try await waitForHealth("all-in-one", metricsPort: ports[7])
+                clientEndpoints = [(endpointNames[0], ports[3]), (endpointNames[0], ports[3])]
+            } else {
+                guard let redis = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: FileManager.default.isExecutableFile) else {
+                    throw ValidationError("redis-server is not installed: `apt-get install -y redis-server` (make deps does it)")
+                }
+                let redisLog = directory.appendingPathComponent("redis.log").path
+                try launch("redis", [redis, "--port", String(ports[0]), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", redisLog])
+                try await ClusterCommand.Up.waitFor("redis", timeout: 10) { try await ClusterCommand.Up.redisAnswers(redisURL) }
+                try launch("login", [binary, "login-center", "--topology", topologyPath])
+                try launch("bench-center", [binary, "center", "--topology", topologyPath, "--node", "bench-center"])
+                // The endpoints dial the center at once: let it listen first.
+                try await ClusterCommand.Up.waitFor("bench-center", timeout: 30) {
+                    guard supervisor.allRunning else { throw ValidationError("a server exited while starting; see its lines above") }
+                    return await OpsProbe.accepts(host: "127.0.0.1", port: ports[2])
+                }
+                for name in endpointNames {
+                    try launch(name, [binary, "endpoint", "--topology", topologyPath, "--node", name,
+                                      "--max-connections-per-source", String(maxConnectionsPerSource)])
+                }
+                for (name, metricsPort) in zip(endpointNames, [ports[7], ports[8]]) { try await waitForHealth(name, metricsPort: metricsPort) }
+                clientEndpoints = [(endpointNames[0], ports[3]), (endpointNames[1], ports[4])]
+            }
+            let fingerprints = try clientEndpoints.map { try keys.identityPublicKey(for: $0.node).fingerprint }
             let issuer = await TokenIssuer(signingKey: try keys.tokenSigningKey(), issuer: "myim:bench")
             return BenchServers(
-                directory: directory, servers: servers, endpointPorts: [ports[3], ports[4]], fingerprints: fingerprints,
+                directory: directory, servers: servers, endpointPorts: clientEndpoints.map(\.port), fingerprints: fingerprints,
                 loginPort: ports[1], loginFingerprint: try keys.identityPublicKey(for: "login").fingerprint, issuer: issuer, cpus: cpus,
                 supervisor: supervisor, redisURL: redisURL)
         } catch {
@@ -179,6 +174,19 @@ final class BenchServers: Sendable {
     /// A fresh token for `user`, as the login center would issue it.
     func token(for user: String, userID: Int64) async throws -> String {
         try await issuer.issue(address: user, userID: userID, sessionID: UUID().uuidString, device: "sha256:bench", now: Date()).token
+    }
+
+    /// Runs `body`, then stops the servers, whether it returned or threw.
+    func stopping<T>(after body: () async throws -> T) async throws -> T {
+        let result: T
+        do {
+            result = try await body()
+        } catch {
+            await stop()
+            throw error
+        }
+        await stop()
+        return result
     }
 
     /// Meters for every server process, started now.

@@ -21,14 +21,7 @@ struct EndpointCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (default: the topology's log_level).")
     var logLevel: String?
 
-    @Option(help: "Client connections one source address may hold at once (default 64). Raise it for many clients behind one NAT, or for load tests from one host.")
-    var maxConnectionsPerSource: Int?
-
-    func validate() throws {
-        if let maxConnectionsPerSource, !(1...1_000_000).contains(maxConnectionsPerSource) {
-            throw ValidationError("--max-connections-per-source must be 1...1000000")
-        }
-    }
+    @OptionGroup var sourceLimit: SourceLimitOption
 
     func run() async throws {
         let topology = try Topology.load(path: topology)
@@ -42,7 +35,7 @@ struct EndpointCommand: AsyncParsableCommand {
         let redis = try await connectRedis(url, logger: logger)
         let presence = RedisPresenceStore(connection: redis, domain: domain.name)
         var configuration = try EndpointConfiguration(topology: topology, node: node, keys: ClusterKeys(topology: topology), presence: presence)
-        if let maxConnectionsPerSource { configuration.maxConnectionsPerSource = maxConnectionsPerSource }
+        sourceLimit.apply(to: &configuration)
         let endpoint = await Endpoint(configuration: configuration, logger: logger)
         let listener = try await endpoint.bind()
         logger.notice("endpoint listening", metadata: [
@@ -62,5 +55,21 @@ struct EndpointCommand: AsyncParsableCommand {
             serve: { try await endpoint.serve(listener) },
             drain: { await endpoint.drain() })
         try? await redis.close()
+    }
+}
+
+/// `--max-connections-per-source`, for every command that runs an endpoint.
+struct SourceLimitOption: ParsableArguments {
+    @Option(help: "Client connections one source address may hold at once at the endpoint (default 64). Raise it for many clients behind one NAT, or for load tests from one host.")
+    var maxConnectionsPerSource: Int?
+
+    func validate() throws {
+        if let maxConnectionsPerSource, !(1...1_000_000).contains(maxConnectionsPerSource) {
+            throw ValidationError("--max-connections-per-source must be 1...1000000")
+        }
+    }
+
+    func apply(to configuration: inout EndpointConfiguration) {
+        if let maxConnectionsPerSource { configuration.maxConnectionsPerSource = maxConnectionsPerSource }
     }
 }

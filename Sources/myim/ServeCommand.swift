@@ -27,14 +27,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (default: the topology's logLevel).")
     var logLevel: String?
 
-    @Option(help: "Client connections one source address may hold at once at the endpoint (default 64). Raise it for many clients behind one NAT, or for load tests from one host.")
-    var maxConnectionsPerSource: Int?
-
-    func validate() throws {
-        if let maxConnectionsPerSource, !(1...1_000_000).contains(maxConnectionsPerSource) {
-            throw ValidationError("--max-connections-per-source must be 1...1000000")
-        }
-    }
+    @OptionGroup var sourceLimit: SourceLimitOption
 
     func run() async throws {
         guard allInOne else { throw ValidationError("only --all-in-one is supported; for separate processes use `myim cluster up`") }
@@ -68,7 +61,7 @@ struct ServeCommand: AsyncParsableCommand {
         endpointConfiguration.centerHost = "127.0.0.1"
         endpointConfiguration.centerPort = centerPort
         endpointConfiguration.linkProtection = .plain
-        if let maxConnectionsPerSource { endpointConfiguration.maxConnectionsPerSource = maxConnectionsPerSource }
+        sourceLimit.apply(to: &endpointConfiguration)
         let endpoint = await Endpoint(
             configuration: endpointConfiguration, logger: try makeLogger(label: "myim.endpoint", node: endpointNode.name, level: level))
         let endpointListener = try await endpoint.bind()
