@@ -28,7 +28,8 @@ final class BenchServers: Sendable {
 
     let directory: URL
     let servers: [Server]
-    /// The endpoints' client ports and identity fingerprints, in ``endpointNames`` order.
+    /// The client ports and identity fingerprints of the senders' endpoint and the receivers'
+    /// (``endpointNames`` in order; both endpoint 1 with `allInOne`).
     let endpointPorts: [Int]
     let fingerprints: [KeyFingerprint]
     /// The login center's client port and identity fingerprint.
